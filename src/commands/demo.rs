@@ -1,0 +1,127 @@
+//! `cdpctl demo`: a newcomer's first run. Seeds the sample CDP into a database
+//! (a throwaway local cluster when none is given) and runs every pipeline step.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::cli::GlobalOpts;
+use crate::config::Config;
+use crate::demo::GenOptions;
+use crate::pgcluster::Cluster;
+use crate::App;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Number of customers to generate
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u64,
+    /// Random seed: the same seed gives the same data
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the throwaway cluster running (and print how to connect)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub async fn run(global: &GlobalOpts, args: Args) -> Result<()> {
+    let config = match &global.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut cluster = None;
+    let mut global = global.clone();
+    if global.database_url.is_none() && global.config.is_none() {
+        let dir = tempfile::Builder::new()
+            .prefix("cdpctl-demo-")
+            .tempdir()
+            .context("creating a temporary directory for the demo cluster")?
+            .keep();
+        eprintln!(
+            "no database given: starting a throwaway PostgreSQL cluster in {}",
+            dir.display()
+        );
+        let c = Cluster::start(&dir, args.keep)?;
+        let admin = App::with_config(
+            &GlobalOpts {
+                database_url: Some(c.url("postgres")),
+                ..global.clone()
+            },
+            config.clone(),
+        )?;
+        let db = admin.connect("demo").await?;
+        db.client.batch_execute("CREATE DATABASE cdp").await?;
+        global.database_url = Some(c.url("cdp"));
+        cluster = Some(c);
+    }
+    let app = App::with_config(&global, config)?;
+    let res = pipeline(&app, &args).await;
+    if let Some(c) = &cluster {
+        if args.keep {
+            eprintln!(
+                "the demo cluster keeps running: psql '{}'\nstop it with: pg_ctl -D {}/data stop (as the postgres user when root)",
+                c.url("cdp"),
+                c.root.display()
+            );
+        } else {
+            eprintln!("removing the throwaway cluster (pass --keep to explore it with psql)");
+        }
+    }
+    res
+}
+
+async fn pipeline(app: &App, args: &Args) -> Result<()> {
+    let out = &app.out;
+    let mut db = app.connect("demo").await?;
+    db.lock_job("demo").await?;
+    out.info(format!("database: {}", app.params.describe()));
+    let applied = crate::schema::apply(&mut db).await?;
+    crate::commands::init::post_migrate(&mut db).await?;
+    out.info(format!("init: {} migration(s) applied", applied.len()));
+    let opts = GenOptions {
+        customers: args.customers,
+        seed: args.seed,
+        ..GenOptions::default()
+    };
+    let t = Instant::now();
+    let schemas = db.schemas.clone();
+    let seeded = crate::demo::load(&mut db.client, &schemas, &opts).await?;
+    out.info(format!(
+        "seeded {} customers, {} events in {:.1}s",
+        seeded.customers,
+        seeded.events,
+        t.elapsed().as_secs_f64()
+    ));
+    let steps: Vec<(String, serde_json::Value)> = Vec::new();
+    let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
+    out.emit(&report, || {
+        let mut t = crate::output::table(["seeded", "count"]);
+        t.add_row(vec!["sources".to_string(), seeded.sources.to_string()]);
+        t.add_row(vec![
+            "event types".to_string(),
+            seeded.event_types.to_string(),
+        ]);
+        t.add_row(vec![
+            "stitching rules".to_string(),
+            seeded.stitching_rules.to_string(),
+        ]);
+        t.add_row(vec![
+            "attribute definitions".to_string(),
+            seeded.attributes.to_string(),
+        ]);
+        t.add_row(vec![
+            "customers".to_string(),
+            crate::output::num(seeded.customers),
+        ]);
+        t.add_row(vec![
+            "customer events".to_string(),
+            crate::output::num(seeded.events),
+        ]);
+        let mut s = t.to_string();
+        for (name, v) in &steps {
+            s.push_str(&format!("\n{name}: {v}"));
+        }
+        s
+    })
+}

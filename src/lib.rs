@@ -1,0 +1,79 @@
+//! cdpctl: the operations toolkit for a customer data platform kept in
+//! PostgreSQL. `main.rs` only parses and reports; everything lives here.
+//!
+//! Layout: `db` is the query layer, `schema` the migrations, `commands` the
+//! thin per-command glue; the jobs live in their own modules, and pure
+//! algorithms in modules without a database.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod output;
+pub mod pgcluster;
+pub mod schema;
+pub mod signals;
+
+use anyhow::Result;
+
+use cli::{Cli, Command, GlobalOpts};
+use config::Config;
+use db::{ConnectParams, Db};
+use output::Output;
+
+/// What every command gets: parsed global flags, the config, where to connect.
+pub struct App {
+    pub global: GlobalOpts,
+    pub config: Config,
+    pub params: ConnectParams,
+    pub out: Output,
+}
+
+impl App {
+    pub fn new(global: &GlobalOpts) -> Result<Self> {
+        let config = match &global.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        Self::with_config(global, config)
+    }
+
+    pub fn with_config(global: &GlobalOpts, config: Config) -> Result<Self> {
+        let params = ConnectParams::resolve(&config, global.database_url.as_deref())?;
+        Ok(Self {
+            global: global.clone(),
+            config,
+            params,
+            out: Output {
+                format: global.format,
+                quiet: global.quiet,
+                verbose: global.verbose,
+            },
+        })
+    }
+
+    /// Connects as `cdpctl <command>`.
+    pub async fn connect(&self, command: &str) -> Result<Db> {
+        Db::connect(&self.config, &self.params, command).await
+    }
+}
+
+/// Runs a parsed command line on a fresh tokio runtime.
+pub fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(cli))
+}
+
+pub async fn run_async(cli: Cli) -> Result<()> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Demo(args) => commands::demo::run(&global, args).await,
+        Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
+        Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+    }
+}

@@ -1,0 +1,57 @@
+//! Ctrl-C / SIGTERM as a future, so long jobs stop between (or cancel inside)
+//! batches and keep their last committed checkpoint.
+
+/// Resolves with the signal's name when SIGINT or SIGTERM arrives.
+pub async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "Ctrl-C";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// A flag set once a signal has arrived; `--watch` loops check it between
+/// rounds and finish the current batch first.
+#[derive(Clone, Default)]
+pub struct StopFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopFlag {
+    /// Starts a background task that sets the flag on SIGINT/SIGTERM.
+    pub fn install() -> Self {
+        let flag = Self::default();
+        let f = flag.clone();
+        tokio::spawn(async move {
+            let sig = interrupted().await;
+            eprintln!("{sig} received: finishing the current batch, then stopping");
+            f.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        flag
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d` or until the flag is set, whichever comes first.
+    pub async fn sleep(&self, d: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        while !self.is_set() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
