@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("001", "core", "001_core.sql"),
     migration!("002", "audiences", "002_audiences.sql"),
     migration!("003", "history", "003_history.sql"),
+    migration!("004", "entities", "004_entities.sql"),
 ];
 
 impl Migration {
