@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("002", "audiences", "002_audiences.sql"),
     migration!("003", "history", "003_history.sql"),
     migration!("004", "entities", "004_entities.sql"),
+    migration!("005", "segment_queue", "005_segment_queue.sql"),
 ];
 
 impl Migration {
