@@ -58,6 +58,10 @@ pub enum Command {
     Status(commands::status::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
+    /// A customer's campaigns as they were at a moment; --diff-from, --timeline
+    HistoryAt(commands::history_at::Args),
+    /// Load existing campaign history exports (NDJSON), idempotently
+    HistoryImport(commands::history_import::Args),
     /// Print shell completions
     Completions(commands::completions::Args),
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod history;
 pub mod output;
 pub mod pgcluster;
 pub mod schema;
@@ -74,6 +75,10 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Completions(args) => commands::completions::run(args),
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
+        Command::HistoryAt(args) => commands::history_at::run(&App::new(&global)?, args).await,
+        Command::HistoryImport(args) => {
+            commands::history_import::run(&App::new(&global)?, args).await
+        }
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
     }
 }

@@ -93,7 +93,12 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         seeded.events,
         t.elapsed().as_secs_f64()
     ));
-    let steps: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut steps: Vec<(String, serde_json::Value)> = Vec::new();
+    let history = crate::history::demo::run(&mut db).await?;
+    for line in &history.lines {
+        out.info(line);
+    }
+    steps.push(("history".into(), history.json));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -23,12 +23,15 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         .map(|(m, _)| *m)
         .collect();
     if args.dry_run {
-        let sql = schema::render(&db, &pending);
+        let mut sql = schema::render(&db, &pending);
+        for s in post_migrate_sql(&db).await? {
+            sql.push_str(&format!("\n{s};"));
+        }
         let labels: Vec<String> = pending.iter().map(|m| m.label()).collect();
         return app.out.emit(
             &json!({"dry_run": true, "pending": labels, "sql": sql}),
             || {
-                if pending.is_empty() {
+                if pending.is_empty() && !sql.contains("\n-- config: ") {
                     "-- schema is up to date; nothing would change".into()
                 } else {
                     format!("-- dry run: nothing was changed\n{sql}")
@@ -75,6 +78,15 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
 /// Steps that depend on the config rather than on a versioned file (such as
 /// capture triggers on a configured table). Each returns lines describing what
 /// it changed; nothing when everything was already in place.
-pub async fn post_migrate(_db: &mut crate::db::Db) -> Result<Vec<String>> {
-    Ok(Vec::new())
+pub async fn post_migrate(db: &mut crate::db::Db) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    changed.extend(crate::history::capture::install(db).await?);
+    Ok(changed)
+}
+
+/// The SQL `post_migrate` would run, for `init --dry-run`.
+pub async fn post_migrate_sql(db: &crate::db::Db) -> Result<Vec<String>> {
+    let mut sql = Vec::new();
+    sql.extend(crate::history::capture::dry_run_sql(db).await?);
+    Ok(sql)
 }

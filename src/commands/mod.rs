@@ -3,5 +3,7 @@
 
 pub mod completions;
 pub mod demo;
+pub mod history_at;
+pub mod history_import;
 pub mod init;
 pub mod status;
