@@ -25,6 +25,12 @@ _cdpctl() {
             cdpctl,help)
                 cmd="cdpctl__subcmd__help"
                 ;;
+            cdpctl,history-at)
+                cmd="cdpctl__subcmd__history__subcmd__at"
+                ;;
+            cdpctl,history-import)
+                cmd="cdpctl__subcmd__history__subcmd__import"
+                ;;
             cdpctl,init)
                 cmd="cdpctl__subcmd__init"
                 ;;
@@ -40,6 +46,12 @@ _cdpctl() {
             cdpctl__subcmd__help,help)
                 cmd="cdpctl__subcmd__help__subcmd__help"
                 ;;
+            cdpctl__subcmd__help,history-at)
+                cmd="cdpctl__subcmd__help__subcmd__history__subcmd__at"
+                ;;
+            cdpctl__subcmd__help,history-import)
+                cmd="cdpctl__subcmd__help__subcmd__history__subcmd__import"
+                ;;
             cdpctl__subcmd__help,init)
                 cmd="cdpctl__subcmd__help__subcmd__init"
                 ;;
@@ -53,7 +65,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status demo completions help"
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status demo history-at history-import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,7 +151,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status demo completions help"
+            opts="init status demo history-at history-import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -194,6 +206,34 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdpctl__subcmd__help__subcmd__history__subcmd__at)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__history__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdpctl__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -215,6 +255,86 @@ _cdpctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__history__subcmd__at)
+            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --customer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --campaign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fields)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --diff-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tz)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__history__subcmd__import)
+            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reject-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -36,6 +36,8 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -s V -l version -d 'Print ve
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "history-at" -d 'A customer\'s campaigns as they were at a moment; --diff-from, --timeline'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "history-import" -d 'Load existing campaign history exports (NDJSON), idempotently'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -69,6 +71,35 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s q -l quiet -d 'On
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l customer -d 'Customer whose campaigns to show' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l at -d 'The moment to look at: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" (in --tz), a date or "now"' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l campaign -d 'Only these campaigns (space- or comma-separated, or repeat the flag)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l fields -d 'Fields (columns) to show, comma-separated; "all" for the whole snapshot [default: history.default_fields: name,status,priority,updated_at]' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l diff-from -d 'Per campaign, the fields that changed between TIME0 and --at' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l tz -d 'Time zone (IANA name) for times without an offset and for display [default: history.time_zone or UTC]' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l include-deleted -d 'Show deleted campaigns too'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l timeline -d 'Every change of one campaign (--campaign ID), oldest first, up to --at if given'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l reject-file -d 'Where --skip-invalid writes bad lines [default: FILE.rejected, or history-import.rejected.ndjson for stdin]' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l skip-invalid -d 'Write bad lines to the reject file and import the rest (default: a bad line fails the import and nothing is imported)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l dry-run -d 'Parse, stage and count, then roll back: nothing is imported'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
@@ -78,8 +109,10 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo completions help" -f -a "completions" -d 'Print shell completions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "history-at" -d 'A customer\'s campaigns as they were at a moment; --diff-from, --timeline'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "history-import" -d 'Load existing campaign history exports (NDJSON), idempotently'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "completions" -d 'Print shell completions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -86,11 +86,37 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     let now_rows =
         query::state_at(&db.client, &db.schemas, args.customer, at, campaigns, true).await?;
     if let Some(from) = from {
-        let from_rows =
-            query::state_at(&db.client, &db.schemas, args.customer, from, campaigns, true).await?;
-        return diff_report(app, &args, &hc, requested.as_deref(), tz, from, at, &from_rows, &now_rows);
+        let from_rows = query::state_at(
+            &db.client,
+            &db.schemas,
+            args.customer,
+            from,
+            campaigns,
+            true,
+        )
+        .await?;
+        return diff_report(
+            app,
+            &args,
+            &hc,
+            requested.as_deref(),
+            tz,
+            from,
+            at,
+            &from_rows,
+            &now_rows,
+        );
     }
-    state_report(app, &args, &hc, requested.as_deref(), all_fields, tz, at, now_rows)
+    state_report(
+        app,
+        &args,
+        &hc,
+        requested.as_deref(),
+        all_fields,
+        tz,
+        at,
+        now_rows,
+    )
 }
 
 fn pick(snapshot: &Value, fields: &[String]) -> Map<String, Value> {
@@ -165,7 +191,11 @@ fn state_report(
         for r in &rows {
             let mut line = vec![r.campaign_id.to_string()];
             line.extend(cols.iter().map(|f| cell(r.snapshot.get(f))));
-            line.push(format!("{} {}", r.event_type, time::display(r.event_time, tz)));
+            line.push(format!(
+                "{} {}",
+                r.event_type,
+                time::display(r.event_time, tz)
+            ));
             t.add_row(line);
         }
         s.push_str(&t.to_string());
@@ -242,7 +272,13 @@ fn diff_report(
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             if c.fields.is_empty() {
-                t.add_row(vec![c.campaign_id.to_string(), kind, "-".into(), "-".into(), "-".into()]);
+                t.add_row(vec![
+                    c.campaign_id.to_string(),
+                    kind,
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
                 continue;
             }
             for (i, f) in c.fields.iter().enumerate() {
@@ -274,7 +310,11 @@ fn timeline(
     rows: &[SnapshotRow],
 ) -> Result<()> {
     let campaign = args.campaign[0];
-    let shown = diff::choose_fields(requested, &hc.default_fields, rows.iter().map(|r| &r.snapshot));
+    let shown = diff::choose_fields(
+        requested,
+        &hc.default_fields,
+        rows.iter().map(|r| &r.snapshot),
+    );
     let mut entries = Vec::new();
     let mut prev: Option<&Value> = None;
     for r in rows {
@@ -325,7 +365,11 @@ fn timeline(
             } else {
                 text.join("\n")
             };
-            t.add_row(vec![time::display(r.event_time, tz), r.event_type.clone(), text]);
+            t.add_row(vec![
+                time::display(r.event_time, tz),
+                r.event_type.clone(),
+                text,
+            ]);
         }
         s.push_str(&t.to_string());
         s

@@ -38,7 +38,11 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         }
     });
     let opts = ImportOptions {
-        source: if stdin { "stdin".into() } else { args.file.clone() },
+        source: if stdin {
+            "stdin".into()
+        } else {
+            args.file.clone()
+        },
         skip_invalid: args.skip_invalid,
         reject_file,
         dry_run: args.dry_run,
@@ -52,7 +56,10 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         Box::new(tokio::fs::File::from_std(std::fs::File::from(fd)))
     } else {
         Box::new(tokio::fs::File::open(&args.file).await.with_context(|| {
-            format!("cannot open {}; check the path (or use - for stdin)", args.file)
+            format!(
+                "cannot open {}; check the path (or use - for stdin)",
+                args.file
+            )
         })?)
     };
     let reader = tokio::io::BufReader::with_capacity(1 << 20, input);
@@ -75,7 +82,11 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     app.out.emit(&json!(report), || {
         let mut s = format!(
             "{}{}: {} line(s), {} change(s) valid: {} added, {} already present",
-            if report.dry_run { "dry run (nothing imported): " } else { "" },
+            if report.dry_run {
+                "dry run (nothing imported): "
+            } else {
+                ""
+            },
             report.source,
             report.lines,
             report.valid,

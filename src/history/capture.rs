@@ -139,14 +139,22 @@ pub async fn check_target(client: &impl GenericClient, target: &CaptureTarget) -
 
 /// What it takes to make the triggers match the config: capture on the
 /// configured table (if any) and nowhere else.
-pub async fn plan(client: &impl GenericClient, schemas: &Schemas, hc: &HistoryConfig, cfg: &crate::config::Config) -> Result<Plan> {
+pub async fn plan(
+    client: &impl GenericClient,
+    schemas: &Schemas,
+    hc: &HistoryConfig,
+    cfg: &crate::config::Config,
+) -> Result<Plan> {
     let target = hc.target(cfg);
     let found = installed(client, schemas).await?;
     let mut plan = Plan::default();
     let mut stale_tables: Vec<TableRef> = Vec::new();
     for i in &found {
         let on_target = target.as_ref().is_some_and(|t| t.table == i.table);
-        if !on_target {
+        // The demo's own table keeps its triggers.
+        let demo = i.table.schema == schemas.raw_name("history")
+            && i.table.name == super::demo::DEMO_TABLE;
+        if !on_target && !demo {
             plan.statements.push(format!(
                 "DROP TRIGGER IF EXISTS {} ON {}",
                 quote_ident(&i.trigger),
@@ -188,9 +196,7 @@ pub async fn plan(client: &impl GenericClient, schemas: &Schemas, hc: &HistoryCo
 /// what changed; empty when everything was in place.
 pub async fn install(db: &mut Db) -> Result<Vec<String>> {
     let hc = HistoryConfig::from_config(&db.config)?;
-    if hc.campaigns_table.is_none()
-        && installed(&db.client, &db.schemas).await?.is_empty()
-    {
+    if hc.campaigns_table.is_none() && installed(&db.client, &db.schemas).await?.is_empty() {
         return Ok(Vec::new());
     }
     let retries = db.config.session.lock_retries;
@@ -226,7 +232,11 @@ async fn install_once(db: &mut Db, hc: &HistoryConfig) -> Result<Vec<String>> {
 }
 
 /// Installs the capture triggers on any table (the demo uses this).
-pub async fn install_on(client: &impl GenericClient, schemas: &Schemas, target: &CaptureTarget) -> Result<()> {
+pub async fn install_on(
+    client: &impl GenericClient,
+    schemas: &Schemas,
+    target: &CaptureTarget,
+) -> Result<()> {
     check_target(client, target).await?;
     for s in trigger_sql(schemas, target) {
         client

@@ -18,13 +18,20 @@ pub struct DemoReport {
 }
 
 async fn now(db: &Db) -> Result<DateTime<Utc>> {
-    Ok(db.client.query_one("SELECT clock_timestamp()", &[]).await?.get(0))
+    Ok(db
+        .client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await?
+        .get(0))
 }
+
+/// The demo's sample campaigns table, in the history schema.
+pub const DEMO_TABLE: &str = "demo_campaigns";
 
 pub async fn run(db: &mut Db) -> Result<DemoReport> {
     let table = TableRef {
         schema: db.schemas.raw_name("history").to_string(),
-        name: "demo_campaigns".into(),
+        name: DEMO_TABLE.into(),
     };
     let t = table.qualified();
     db.client
@@ -112,15 +119,25 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
         )
         .await?
         .get(0);
-    let at = query::state_at(&db.client, &db.schemas, customer, t_before_delete, None, false).await?;
+    let at = query::state_at(
+        &db.client,
+        &db.schemas,
+        customer,
+        t_before_delete,
+        None,
+        false,
+    )
+    .await?;
     let visible = |rows: Vec<query::SnapshotRow>| -> BTreeMap<i64, Value> {
         rows.into_iter()
             .filter(|r| !r.is_deleted())
             .map(|r| (r.campaign_id, r.snapshot))
             .collect()
     };
-    let before = visible(query::state_at(&db.client, &db.schemas, customer, t_created, None, false).await?);
-    let after = visible(query::state_at(&db.client, &db.schemas, customer, t_end, None, false).await?);
+    let before =
+        visible(query::state_at(&db.client, &db.schemas, customer, t_created, None, false).await?);
+    let after =
+        visible(query::state_at(&db.client, &db.schemas, customer, t_end, None, false).await?);
     let changes = diff::diff_states(&before, &after, None);
 
     let tz = chrono_tz::Tz::UTC;
@@ -176,15 +193,20 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
             fields.join(", ")
         ));
     }
+    let count = |k: diff::CampaignChangeKind| changes.iter().filter(|d| d.change == k).count();
     let json = json!({
         "table": table.display(),
         "customer_id": customer,
         "captured": captured,
         "at": super::time::rfc3339(t_before_delete, tz),
-        "campaigns_at": at.iter().map(|r| json!({"campaign_id": r.campaign_id, "snapshot": r.snapshot})).collect::<Vec<_>>(),
+        "campaigns_at": at.len(),
         "diff_from": super::time::rfc3339(t_created, tz),
         "diff_to": super::time::rfc3339(t_end, tz),
-        "diff": changes,
+        "changed": {
+            "created": count(diff::CampaignChangeKind::Created),
+            "updated": count(diff::CampaignChangeKind::Updated),
+            "deleted": count(diff::CampaignChangeKind::Deleted),
+        },
     });
     Ok(DemoReport { json, lines })
 }

@@ -220,21 +220,33 @@ mod tests {
             .fields
             .iter()
             .all(|f| f.change == FieldChangeKind::Removed));
-        assert!(d[2].fields.iter().all(|f| f.change == FieldChangeKind::Added));
+        assert!(d[2]
+            .fields
+            .iter()
+            .all(|f| f.change == FieldChangeKind::Added));
     }
 
     #[test]
     fn field_choice() {
-        let snaps = [json!({"id": 1, "name": "x", "status": "on"}), json!({"id": 2})];
+        let snaps = [
+            json!({"id": 1, "name": "x", "status": "on"}),
+            json!({"id": 2}),
+        ];
         let defaults: Vec<String> = ["name", "priority", "status"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(choose_fields(None, &defaults, &snaps), vec!["name", "status"]);
+        assert_eq!(
+            choose_fields(None, &defaults, &snaps),
+            vec!["name", "status"]
+        );
         let req = vec!["id".to_string()];
         assert_eq!(choose_fields(Some(&req), &defaults, &snaps), vec!["id"]);
         let other = [json!({"title": "t", "rank": 1})];
-        assert_eq!(choose_fields(None, &defaults, &other), vec!["title", "rank"]);
+        assert_eq!(
+            choose_fields(None, &defaults, &other),
+            vec!["title", "rank"]
+        );
     }
 
     #[test]

@@ -88,7 +88,12 @@ pub fn parse_line(line: &str) -> Result<Change, String> {
             Ok(o @ Value::Object(_)) => o,
             _ => return Err("\"snapshot\" string does not hold a JSON object".into()),
         },
-        other => return Err(format!("\"snapshot\" must be a JSON object, got {}", kind(other))),
+        other => {
+            return Err(format!(
+                "\"snapshot\" must be a JSON object, got {}",
+                kind(other)
+            ))
+        }
     };
     Ok(Change {
         customer_id,
@@ -167,7 +172,14 @@ pub async fn import<R: AsyncBufRead + Unpin>(
         .pg_context(|| "starting COPY into the staging table".into())?;
     let writer = BinaryCopyInWriter::new(
         sink,
-        &[Type::INT8, Type::INT8, Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::JSONB],
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::JSONB,
+        ],
     );
     pin_mut!(writer);
     let mut rejects: Option<std::io::BufWriter<std::fs::File>> = None;
@@ -182,7 +194,7 @@ pub async fn import<R: AsyncBufRead + Unpin>(
             break;
         }
         report.lines += 1;
-        if report.lines % 4096 == 0 {
+        if report.lines.is_multiple_of(4096) {
             progress.set_position(report.lines);
         }
         let raw = match buf.strip_suffix(b"\n") {
@@ -313,7 +325,10 @@ mod tests {
             ("{", "not valid JSON"),
             ("[1]", "expected a JSON object"),
             (r#"{"campaign_id":1}"#, "missing \"customer_id\""),
-            (r#"{"customer_id":"x1","campaign_id":1}"#, "\"customer_id\" must be an integer"),
+            (
+                r#"{"customer_id":"x1","campaign_id":1}"#,
+                "\"customer_id\" must be an integer",
+            ),
             (
                 r#"{"customer_id":1,"campaign_id":1,"event_time":"yesterday","event_type":"created","snapshot":{}}"#,
                 "\"event_time\" \"yesterday\" is not a time",

@@ -124,7 +124,9 @@ pub async fn timeline(
             &[&customer, &campaign, &until],
         )
         .await
-        .pg_context(|| format!("reading the history of campaign {campaign} of customer {customer}"))?;
+        .pg_context(|| {
+            format!("reading the history of campaign {campaign} of customer {customer}")
+        })?;
     Ok(rows_to_snapshots(&rows))
 }
 

@@ -167,21 +167,35 @@ mod tests {
     #[test]
     fn dst_gaps_and_overlaps_are_errors() {
         let berlin = parse_tz("Europe/Berlin").unwrap();
-        let gap = parse_time("2024-03-31 02:30", berlin).unwrap_err().to_string();
+        let gap = parse_time("2024-03-31 02:30", berlin)
+            .unwrap_err()
+            .to_string();
         assert!(gap.contains("does not exist in Europe/Berlin"), "{gap}");
         let overlap = parse_time("2024-10-27 02:30", berlin)
             .unwrap_err()
             .to_string();
         assert!(overlap.contains("ambiguous"), "{overlap}");
-        assert!(overlap.contains("+02:00") && overlap.contains("+01:00"), "{overlap}");
+        assert!(
+            overlap.contains("+02:00") && overlap.contains("+01:00"),
+            "{overlap}"
+        );
     }
 
     #[test]
     fn garbage_lists_the_forms() {
-        for bad in ["yesterday", "2024-13-01", "05.03.2024 14:00", "2024-03-05 25:00", ""] {
+        for bad in [
+            "yesterday",
+            "2024-13-01",
+            "05.03.2024 14:00",
+            "2024-03-05 25:00",
+            "",
+        ] {
             let e = parse_time(bad, Tz::UTC).unwrap_err().to_string();
             assert!(e.starts_with("cannot parse time"), "{e}");
-            assert!(e.contains("RFC 3339") && e.contains("YYYY-MM-DD HH:MM[:SS]"), "{e}");
+            assert!(
+                e.contains("RFC 3339") && e.contains("YYYY-MM-DD HH:MM[:SS]"),
+                "{e}"
+            );
         }
     }
 
