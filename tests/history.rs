@@ -1035,3 +1035,19 @@ async fn init_installs_capture_once_and_reports_config_errors() {
         assert!(out.stderr.contains(want), "want {want}\ngot {}", out.stderr);
     }
 }
+
+#[test]
+fn example_config_history_section_is_valid() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json"))
+            .unwrap();
+    let cfg = Config::from_json(&text, "examples/cdpctl.json").unwrap();
+    let hc = cdpctl::history::HistoryConfig::from_config(&cfg).unwrap();
+    let target = hc.target(&cfg).unwrap();
+    assert_eq!(target.table.qualified(), "\"public\".\"campaigns\"");
+    assert_eq!(hc.time_zone().unwrap(), chrono_tz::Tz::UTC);
+    // a bare table name lives in cdp_schema
+    let cfg = history_config(json!({"campaigns_table": "campaigns"}));
+    let hc = cdpctl::history::HistoryConfig::from_config(&cfg).unwrap();
+    assert_eq!(hc.target(&cfg).unwrap().table.display(), "public.campaigns");
+}

@@ -80,7 +80,7 @@ pub fn display(t: DateTime<Utc>, tz: Tz) -> String {
     if t.timestamp_subsec_micros() == 0 {
         local.format("%Y-%m-%d %H:%M:%S %:z").to_string()
     } else {
-        local.format("%Y-%m-%d %H:%M:%S%.6f %:z").to_string()
+        local.format("%Y-%m-%d %H:%M:%S%.f %:z").to_string()
     }
 }
 
