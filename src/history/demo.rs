@@ -185,13 +185,14 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
             .or_else(|| before.get(&d.campaign_id))
             .map(|s| diff::cell(s.get("name")))
             .unwrap_or_default();
-        lines.push(format!(
+        let line = format!(
             "history:   #{} {} {:?} {}",
             d.campaign_id,
             serde_json::to_value(d.change)?.as_str().unwrap_or(""),
             name,
             fields.join(", ")
-        ));
+        );
+        lines.push(line.trim_end().to_string());
     }
     let count = |k: diff::CampaignChangeKind| changes.iter().filter(|d| d.change == k).count();
     let json = json!({

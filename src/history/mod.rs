@@ -156,7 +156,13 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
     if !db.relation_exists("history", "campaign_snapshots").await? {
         return Ok(items);
     }
-    let hc = HistoryConfig::from_config(&db.config)?;
+    let hc = match HistoryConfig::from_config(&db.config) {
+        Ok(hc) => hc,
+        Err(e) => {
+            items.push(Item::new("history", "config", format!("{e:#}")));
+            HistoryConfig::default()
+        }
+    };
     let installed = capture::installed(&db.client, &db.schemas).await?;
     let capture = match (hc.target(&db.config), installed.is_empty()) {
         (None, true) => "off (set history.campaigns_table and run `cdpctl init`)".to_string(),
@@ -207,7 +213,7 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
             items.push(Item::new(
                 "history",
                 "latest recorded change",
-                time::display(t, hc.time_zone()?),
+                time::display(t, hc.time_zone().unwrap_or(chrono_tz::Tz::UTC)),
             ));
         }
     }
