@@ -98,8 +98,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             if let Some(f) = &report.reject_file {
                 s.push_str(&format!(", written to {f}"));
             }
-            for (line, why) in &report.errors {
-                s.push_str(&format!("\n  line {line}: {why}"));
+            for e in &report.errors {
+                s.push_str(&format!("\n  line {}: {}", e.line, e.error));
             }
             if report.rejected as usize > report.errors.len() {
                 s.push_str(&format!(

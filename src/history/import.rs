@@ -136,9 +136,16 @@ pub struct ImportReport {
     pub already_present: u64,
     pub rejected: u64,
     pub reject_file: Option<String>,
-    /// The first few rejected lines: (line number, reason).
-    pub errors: Vec<(u64, String)>,
+    /// The first few rejected lines.
+    pub errors: Vec<LineError>,
     pub dry_run: bool,
+}
+
+/// A rejected line and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineError {
+    pub line: u64,
+    pub error: String,
 }
 
 const SHOWN_ERRORS: usize = 10;
@@ -226,7 +233,10 @@ pub async fn import<R: AsyncBufRead + Unpin>(
             Err(reason) if opts.skip_invalid => {
                 report.rejected += 1;
                 if report.errors.len() < SHOWN_ERRORS {
-                    report.errors.push((report.lines, reason));
+                    report.errors.push(LineError {
+                        line: report.lines,
+                        error: reason,
+                    });
                 }
                 if !opts.dry_run {
                     if rejects.is_none() {
