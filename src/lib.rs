@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod output;
 pub mod pgcluster;
+pub mod production;
 pub mod schema;
 pub mod signals;
 
@@ -75,5 +76,9 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::GoProduction(args) => {
+            commands::go_production::run(&App::new(&global)?, args).await
+        }
+        Command::Rollback(args) => commands::rollback::run(&App::new(&global)?, args).await,
     }
 }

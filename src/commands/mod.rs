@@ -3,5 +3,7 @@
 
 pub mod completions;
 pub mod demo;
+pub mod go_production;
 pub mod init;
+pub mod rollback;
 pub mod status;
