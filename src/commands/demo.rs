@@ -93,7 +93,15 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         seeded.events,
         t.elapsed().as_secs_f64()
     ));
-    let steps: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut steps: Vec<(String, serde_json::Value)> = Vec::new();
+    // last: the production switch and its rollback, on demo legacy objects
+    crate::demo::legacy::create_if_missing(&db).await?;
+    let switch = crate::production::demo_round_trip(&db).await?;
+    out.info(format!(
+        "go-production/rollback: {}",
+        switch["summary"].as_str().unwrap_or("-")
+    ));
+    steps.push(("production switch".into(), switch));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -1350,3 +1350,55 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
     }
     Ok(items)
 }
+
+/// The demo's production step: go-production (backlogs allowed), a look at
+/// the new views, then rollback. Check failures are reported, not raised.
+pub async fn demo_round_trip(db: &Db) -> Result<Value> {
+    let settings = Settings::from_config(&db.config.production_switch)?;
+    let timeout = Duration::from_millis(settings.lock_timeout_ms);
+    let checks = go_checks(
+        db,
+        &settings,
+        &GoOptions {
+            allow_backlog: true,
+        },
+    )
+    .await?;
+    if let Err(e) = refuse_on_failures("go-production", &checks) {
+        return Ok(json!({"skipped": true, "summary": format!("skipped: {e}")}));
+    }
+    let plan = go_plan(db).await?;
+    let on = execute(db, &plan, timeout).await?;
+    let row = db
+        .client
+        .query_one(
+            &db.schemas.substitute(
+                "SELECT (SELECT count(*) FROM {{cdp}}.pivoted_customer_attributes),
+                        (SELECT count(*) FROM {{cdp}}.customer_events WHERE customer_entity_id IS NOT NULL),
+                        (SELECT count(*) FROM {{cdp}}.customer_events)",
+            ),
+            &[],
+        )
+        .await
+        .pg_context(|| "reading the new production views".into())?;
+    let (entities, stitched, events): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let (_, switch_id) = rollback_checks(db).await?;
+    let back = rollback_plan(db, switch_id.context("the switch was not recorded")?).await?;
+    let off = execute(db, &back, timeout).await?;
+    let cdp = &db.config.cdp_schema;
+    Ok(json!({
+        "go_production": {"switch": on.switch_id, "seconds": on.seconds, "saved_views": plan.details["saved_views"]},
+        "pivoted_customer_attributes_rows": entities,
+        "customer_events_with_entity": stitched,
+        "customer_events": events,
+        "rollback": {"switch": off.switch_id, "seconds": off.seconds},
+        "summary": format!(
+            "switched {cdp} in {:.2}s (the new {cdp}.{PIVOT}: {} entities; {cdp}.{EVENTS}: {} of {} events with an entity), rolled back in {:.2}s",
+            on.seconds,
+            crate::output::num(entities),
+            crate::output::num(stitched),
+            crate::output::num(events),
+            off.seconds
+        ),
+    }))
+}
