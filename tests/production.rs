@@ -32,6 +32,10 @@ CREATE VIEW {cdp}.pivoted_customer_attributes_view AS
     SELECT p.customer_entity_id, p.email, upper(p.city) AS city
       FROM {cdp}.pivoted_customer_attributes p WHERE p.email IS NOT NULL;
 COMMENT ON VIEW {cdp}.pivoted_customer_attributes_view IS 'used by the dashboard';
+COMMENT ON COLUMN {cdp}.pivoted_customer_attributes_view.city IS 'upper case';
+CREATE FUNCTION {cdp}.pcav_insert() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NEW; END $f$;
+CREATE TRIGGER pcav_insert INSTEAD OF INSERT ON {cdp}.pivoted_customer_attributes_view
+    FOR EACH ROW EXECUTE FUNCTION {cdp}.pcav_insert();
 GRANT SELECT ON {cdp}.pivoted_customer_attributes, {cdp}.customer_events, {cdp}.pivoted_customer_attributes_view
     TO cdpctl_test_reader;
 CREATE VIEW {cdp}.recent_customer_events WITH (security_barrier) AS
@@ -83,6 +87,21 @@ async fn snapshot(c: &tokio_postgres::Client, schema: &str) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let extra = c
+        .query(
+            "SELECT 'trigger: ' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND NOT t.tgisinternal
+             UNION ALL
+             SELECT 'column comment: ' || c.relname || '.' || a.attname || ' ' || d.description
+               FROM pg_description d JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1) AND d.objsubid > 0
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    out.extend(extra.iter().map(|r| r.get::<_, String>(0)));
     for rel in [
         "pivoted_customer_attributes",
         "customer_events",
@@ -125,6 +144,22 @@ async fn go_production_rollback_go_production_restores_everything_exactly() {
     let t = TestDb::new().await;
     let c = seed_legacy(&t).await;
     let before = snapshot(&c, "public").await;
+    // the snapshot sees what a careless rollback would lose
+    for needle in [
+        "pivoted_customer_attributes_view | v |  SELECT p.customer_entity_id,",
+        "recent_customer_events | v |  SELECT e.id,",
+        "{security_barrier=true}",
+        "cdpctl_test_reader=r/postgres",
+        "used by the dashboard",
+        "trigger: CREATE TRIGGER pcav_insert INSTEAD OF INSERT ON public.pivoted_customer_attributes_view",
+        "column comment: pivoted_customer_attributes_view.city upper case",
+        "pivoted_customer_attributes: {\"customer_entity_id\":\"00000000-0000-0000-0000-0000000000a1\",\"email\":\"old@example.com\",\"city\":\"Prague\"}",
+    ] {
+        assert!(
+            before.iter().any(|l| l.contains(needle)),
+            "{needle:?} not in {before:#?}"
+        );
+    }
     let dependent_before = viewdef(&c, "public.pivoted_customer_attributes_view").await;
 
     let out = go(&t, &[]);

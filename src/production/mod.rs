@@ -263,7 +263,11 @@ pub async fn dependent_views(db: &Db, oids: &[u32]) -> Result<Vec<ViewSource>> {
                        FROM pg_attribute a
                        JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
                       WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum),
-               ARRAY(SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = c.oid ORDER BY i.indexrelid)
+               ARRAY(SELECT def FROM (
+                       SELECT 1 AS k, i.indexrelid AS o, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i WHERE i.indrelid = c.oid
+                       UNION ALL
+                       SELECT 2, t.oid, pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
+                     ) x ORDER BY k, o)
           FROM ordered o
           JOIN pg_class c ON c.oid = o.oid
           JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -242,6 +242,8 @@ pub struct ViewSource {
     pub populated: bool,
     pub grants: Vec<String>,
     pub column_comments: Vec<String>,
+    /// `CREATE INDEX` (materialized views) and `CREATE TRIGGER` (e.g.
+    /// INSTEAD OF triggers) statements.
     pub indexes: Vec<String>,
 }
 
