@@ -576,7 +576,7 @@ pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result
         Check::pass(
             "attributes calculated",
             format!(
-                "{} customer entities, none waiting",
+                "customer entities: {}, none waiting",
                 crate::output::num(entities)
             ),
         )
@@ -1144,7 +1144,8 @@ async fn lock_holders(db: &Db, relations: &[String]) -> Result<Vec<String>> {
         .query(
             "SELECT DISTINCT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
                     coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::bigint, 0),
-                    left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80)
+                    (SELECT CASE WHEN length(q) > 80 THEN left(q, 77) || '...' ELSE q END
+                       FROM regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g') AS q)
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
               WHERE l.granted AND l.pid <> pg_backend_pid()
                 AND l.relation IN (SELECT to_regclass(x) FROM unnest($1::text[]) x)
