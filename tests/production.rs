@@ -693,7 +693,7 @@ async fn a_dependent_view_that_does_not_fit_the_new_objects_stops_the_switch() {
     let out = go(&t, &[]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("go-production failed while it was going to recreate the view public.scores on the new objects: column pivoted_customer_attributes.legacy_score does not exist"),
+        out.stderr.contains("go-production failed while it was going to recreate the view public.scores on the new objects (nothing was changed): column pivoted_customer_attributes.legacy_score does not exist"),
         "{}",
         out.stderr
     );
@@ -854,4 +854,45 @@ async fn sync_pivot_keeps_one_column_per_attribute() {
         viewdef(&c, "public.pivoted_customer_attributes_view").await,
         dependent
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_pivot_retries_a_held_lock_then_fails_clearly() {
+    let t = TestDb::new().await;
+    let c = seed_legacy(&t).await;
+    let out = go(&t, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    c.batch_execute("INSERT INTO cdp_attr.attributes VALUES ('age', '{}')")
+        .await
+        .unwrap();
+    let holder = t.client().await;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM public.pivoted_customer_attributes")
+        .await
+        .unwrap();
+    let mut cfg = cdpctl::config::Config::default();
+    cfg.session.lock_retries = 1;
+    cfg.production_switch = json!({"lock_timeout_ms": 100}).as_object().unwrap().clone();
+    let db = t.app_with(cfg).connect("calc-attrs").await.unwrap();
+    let err = cdpctl::production::sync_pivot(&db).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("could not get a lock within lock_timeout after 2 attempts"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("sync-pivot failed: could not lock \"public\".\"pivoted_customer_attributes\" within the lock timeout of 100ms: held by pid "),
+        "{msg}"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert!(cdpctl::production::sync_pivot(&db).await.unwrap());
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.pivoted_customer_attributes'::regclass AND attname = 'age'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
 }

@@ -1035,7 +1035,7 @@ pub async fn execute(db: &Db, plan: &Plan, lock_timeout: Duration) -> Result<Don
             failed = Some((
                 i,
                 anyhow::Error::new(crate::db::PgError::from(e)).context(format!(
-                    "{} failed while it was going to {}",
+                    "{} failed while it was going to {} (nothing was changed)",
                     plan.action, st.what
                 )),
             ));
@@ -1044,7 +1044,12 @@ pub async fn execute(db: &Db, plan: &Plan, lock_timeout: Duration) -> Result<Don
     }
     let record = match failed {
         Some(f) => Err(f),
-        None => record(db, plan).await.map_err(|e| (usize::MAX, e)),
+        None => record(db, plan).await.map_err(|e| {
+            (
+                usize::MAX,
+                e.context(format!("{} failed (nothing was changed)", plan.action)),
+            )
+        }),
     };
     match record {
         Ok((id, at, db_user, os_user)) => {
@@ -1076,7 +1081,13 @@ pub async fn execute(db: &Db, plan: &Plan, lock_timeout: Duration) -> Result<Don
                 } else {
                     locks.join(", ")
                 };
-                return Err(anyhow!(
+                // The server's error stays in the chain (SQLSTATE 55P03), so
+                // callers such as `sync_pivot` can retry.
+                let server = crate::db::PgError {
+                    code: crate::db::sqlstate(&e),
+                    message: "canceling statement due to lock timeout".into(),
+                };
+                return Err(anyhow::Error::new(server).context(format!(
                     "{} failed: could not lock {object} within the lock timeout of {}ms{}; nothing was changed. Wait for {} to finish or stop it, then retry (or raise --lock-timeout)",
                     plan.action,
                     lock_timeout.as_millis(),
@@ -1086,9 +1097,9 @@ pub async fn execute(db: &Db, plan: &Plan, lock_timeout: Duration) -> Result<Don
                         format!(": held by {}", holders.join(", "))
                     },
                     if holders.len() == 1 { "that session" } else { "those sessions" }
-                ));
+                )));
             }
-            Err(e.context("nothing was changed (the transaction was rolled back)"))
+            Err(e)
         }
     }
 }
