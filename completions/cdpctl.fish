@@ -35,9 +35,9 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "go-production" -d 'Switch the public views to the cdpctl tables, keeping backups (checked, atomic)'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "rollback" -d 'Undo go-production: restore the backups and the saved view definitions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "history-at" -d 'A customer\'s campaigns as they were at a moment; --diff-from, --timeline'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "history-import" -d 'Load existing campaign history exports (NDJSON), idempotently'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -59,6 +59,31 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l lock-timeout -d 'How long to wait for locks on the objects being replaced, e.g. 500ms, 5s (default: production_switch.lock_timeout_ms, 5s)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l check -d 'Run the pre-flight checks only; change nothing (exit 1 when one fails)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l allow-backlog -d 'Switch even when stitching or attribute calculation has a backlog'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l sync-pivot -d 'Only bring pivoted_customer_attributes in step with the attribute definitions (in production; calc-attrs does this after each run)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l lock-timeout -d 'How long to wait for locks on the objects being replaced, e.g. 500ms, 5s (default: production_switch.lock_timeout_ms, 5s)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l customers -d 'Number of customers to generate' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l seed -d 'Random seed: the same seed gives the same data' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -71,35 +96,6 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s q -l quiet -d 'On
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l customer -d 'Customer whose campaigns to show' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l at -d 'The moment to look at: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" (in --tz), a date or "now"' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l campaign -d 'Only these campaigns (space- or comma-separated, or repeat the flag)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l fields -d 'Fields (columns) to show, comma-separated; "all" for the whole snapshot [default: history.default_fields: name,status,priority,updated_at]' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l diff-from -d 'Per campaign, the fields that changed between TIME0 and --at' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l tz -d 'Time zone (IANA name) for times without an offset and for display [default: history.time_zone or UTC]' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
-json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l include-deleted -d 'Show deleted campaigns too'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l timeline -d 'Every change of one campaign (--campaign ID), oldest first, up to --at if given'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l reject-file -d 'Where --skip-invalid writes bad lines [default: FILE.rejected, or history-import.rejected.ndjson for stdin]' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
-json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l skip-invalid -d 'Write bad lines to the reject file and import the rest (default: a bad line fails the import and nothing is imported)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l dry-run -d 'Parse, stage and count, then roll back: nothing is imported'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
@@ -109,10 +105,10 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "history-at" -d 'A customer\'s campaigns as they were at a moment; --diff-from, --timeline'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "history-import" -d 'Load existing campaign history exports (NDJSON), idempotently'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "completions" -d 'Print shell completions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo history-at history-import completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "go-production" -d 'Switch the public views to the cdpctl tables, keeping backups (checked, atomic)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "rollback" -d 'Undo go-production: restore the backups and the saved view definitions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "completions" -d 'Print shell completions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

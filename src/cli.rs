@@ -56,6 +56,10 @@ pub enum Command {
     Init(commands::init::Args),
     /// Backlogs at a glance: what exists and what is waiting
     Status(commands::status::Args),
+    /// Switch the public views to the cdpctl tables, keeping backups (checked, atomic)
+    GoProduction(commands::go_production::Args),
+    /// Undo go-production: restore the backups and the saved view definitions
+    Rollback(commands::rollback::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// A customer's campaigns as they were at a moment; --diff-from, --timeline

@@ -113,6 +113,8 @@ pub struct Config {
     pub segments: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub history: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub production_switch: serde_json::Map<String, serde_json::Value>,
 }
 
 fn d_dynamo_table() -> String {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod history;
 pub mod output;
 pub mod pgcluster;
+pub mod production;
 pub mod schema;
 pub mod signals;
 
@@ -80,5 +81,9 @@ pub async fn run_async(cli: Cli) -> Result<()> {
             commands::history_import::run(&App::new(&global)?, args).await
         }
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::GoProduction(args) => {
+            commands::go_production::run(&App::new(&global)?, args).await
+        }
+        Command::Rollback(args) => commands::rollback::run(&App::new(&global)?, args).await,
     }
 }

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("004", "entities", "004_entities.sql"),
     migration!("005", "segment_queue", "005_segment_queue.sql"),
     migration!("040", "history", "040_history.sql"),
+    migration!("050", "production", "050_production.sql"),
 ];
 
 impl Migration {

@@ -99,6 +99,14 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         out.info(line);
     }
     steps.push(("history".into(), history.json));
+    // last: the production switch and its rollback, on demo legacy objects
+    crate::demo::legacy::create_if_missing(&db).await?;
+    let switch = crate::production::demo_round_trip(&db).await?;
+    out.info(format!(
+        "go-production/rollback: {}",
+        switch["summary"].as_str().unwrap_or("-")
+    ));
+    steps.push(("production switch".into(), switch));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -5,5 +5,7 @@ pub mod completions;
 pub mod demo;
 pub mod history_at;
 pub mod history_import;
+pub mod go_production;
 pub mod init;
+pub mod rollback;
 pub mod status;

@@ -5,5 +5,6 @@
 //! chains make identity graphs deep.
 
 pub mod generate;
+pub mod legacy;
 
 pub use generate::{load, GenOptions, GenSummary};
