@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dynamo;
 pub mod error;
 pub mod output;
 pub mod pgcluster;
