@@ -296,8 +296,11 @@ impl ContactMapper {
             .keys
             .fetch_add(unique.len() as u64, Ordering::Relaxed);
         let mut out = HashMap::with_capacity(unique.len());
-        let mut results = stream::iter(unique.chunks(BATCH_KEYS))
-            .map(|chunk| self.get_batch(chunk))
+        // chunk by index: closures over borrowed slices trip the compiler's
+        // Send inference when callers spawn the look-up
+        let unique = &unique;
+        let mut results = stream::iter((0..unique.len()).step_by(BATCH_KEYS))
+            .map(|start| self.get_batch(&unique[start..(start + BATCH_KEYS).min(unique.len())]))
             .buffer_unordered(self.concurrency.max(1));
         while let Some(pairs) = results.try_next().await? {
             out.extend(pairs);

@@ -5,6 +5,7 @@
 //! thin per-command glue; the jobs live in their own modules, and pure
 //! algorithms in modules without a database.
 
+pub mod audiences;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -76,5 +77,9 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::MigrateAudiences(args) => {
+            commands::migrate_audiences::run(&App::new(&global)?, args).await
+        }
+        Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
     }
 }

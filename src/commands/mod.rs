@@ -4,4 +4,6 @@
 pub mod completions;
 pub mod demo;
 pub mod init;
+pub mod membership;
+pub mod migrate_audiences;
 pub mod status;
