@@ -4,6 +4,7 @@
 //! identifiers, some events arrive late, and optional long cookie-rotation
 //! chains make identity graphs deep.
 
+pub mod audiences;
 pub mod generate;
 
 pub use generate::{load, GenOptions, GenSummary};

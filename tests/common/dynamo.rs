@@ -175,24 +175,34 @@ impl Dynalite {
 
     /// Loads reference → contact id mappings (BatchWriteItem, 25 items a
     /// request, several in flight).
-    pub async fn load<'a, I>(&self, mappings: I)
+    pub async fn load<S: AsRef<str>, I>(&self, mappings: I)
     where
-        I: IntoIterator<Item = (&'a str, i64)>,
+        I: IntoIterator<Item = (S, i64)>,
     {
         self.load_padded(mappings, 0).await
     }
 
     /// Like `load`, each item carrying an extra attribute of `pad` bytes
     /// (large items make BatchGetItem answer with UnprocessedKeys).
-    pub async fn load_padded<'a, I>(&self, mappings: I, pad: usize)
+    pub async fn load_padded<S: AsRef<str>, I>(&self, mappings: I, pad: usize)
     where
-        I: IntoIterator<Item = (&'a str, i64)>,
+        I: IntoIterator<Item = (S, i64)>,
     {
+        let mut it = mappings.into_iter().peekable();
+        while it.peek().is_some() {
+            // a slice at a time: a million mappings need not sit in memory
+            let part: Vec<(S, i64)> = it.by_ref().take(25 * 400).collect();
+            self.load_part(part, pad).await;
+        }
+    }
+
+    async fn load_part<S: AsRef<str>>(&self, mappings: Vec<(S, i64)>, pad: usize) {
         let cfg = DynamoConfig::default();
         let padding = "x".repeat(pad);
         let items: Vec<WriteRequest> = mappings
             .into_iter()
             .map(|(r, id)| {
+                let r = r.as_ref();
                 let mut item = HashMap::from([
                     (cfg.key_attribute.clone(), AttributeValue::S(r.to_string())),
                     (
@@ -238,6 +248,11 @@ impl Dynalite {
             .try_collect::<Vec<()>>()
             .await
             .expect("loading mappings into dynalite");
+    }
+
+    /// The server's process id (to kill it from a hook).
+    pub fn child_id(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Kills the server now (to test what happens mid-run).
