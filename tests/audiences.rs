@@ -95,6 +95,7 @@ use cdpctl::dynamo::ContactMapper;
 use common::TestDb;
 
 type Runs = (BTreeSet<i64>, BTreeSet<i64>);
+type Rows = BTreeMap<(i64, String), Runs>;
 
 fn spec() -> AudienceSpec {
     AudienceSpec {
@@ -143,7 +144,7 @@ fn oracle_mapping(spec: &AudienceSpec, alias_of: usize) -> BTreeMap<String, i64>
     m
 }
 
-async fn table_rows(c: &tokio_postgres::Client, sql: &str) -> BTreeMap<(i64, String), Runs> {
+async fn table_rows(c: &tokio_postgres::Client, sql: &str) -> Rows {
     c.query(sql, &[])
         .await
         .unwrap()
@@ -159,23 +160,19 @@ async fn table_rows(c: &tokio_postgres::Client, sql: &str) -> BTreeMap<(i64, Str
         .collect()
 }
 
-async fn legacy(c: &tokio_postgres::Client) -> BTreeMap<(i64, String), Runs> {
+async fn legacy(c: &tokio_postgres::Client) -> Rows {
     table_rows(c, "SELECT campaign_id, contact_reference, rti_program_runs, ac_program_runs FROM audience_data.campaign_contact_reference_master").await
 }
-async fn id_rows(c: &tokio_postgres::Client) -> BTreeMap<(i64, String), Runs> {
+async fn id_rows(c: &tokio_postgres::Client) -> Rows {
     table_rows(c, "SELECT campaign_id, contact_id::text, rti_program_runs, ac_program_runs FROM audience_data.campaign_contact_id_master").await
 }
-async fn unmapped_rows(c: &tokio_postgres::Client) -> BTreeMap<(i64, String), Runs> {
+async fn unmapped_rows(c: &tokio_postgres::Client) -> Rows {
     table_rows(c, "SELECT campaign_id, contact_reference, rti_program_runs, ac_program_runs FROM audience_data.unmapped_contact_references").await
 }
 
 /// The expected new-structure content: the legacy rows translated through
 /// the mapping, merged per (campaign, contact id) with the rows already there.
-fn expected(
-    legacy: &BTreeMap<(i64, String), Runs>,
-    pre: &BTreeMap<(i64, String), Runs>,
-    mapping: &BTreeMap<String, i64>,
-) -> (BTreeMap<(i64, String), Runs>, BTreeMap<(i64, String), Runs>) {
+fn expected(legacy: &Rows, pre: &Rows, mapping: &BTreeMap<String, i64>) -> (Rows, Rows) {
     let mut ids = pre.clone();
     let mut unmapped = BTreeMap::new();
     for ((cid, r), (rti, ac)) in legacy {
@@ -253,12 +250,19 @@ fn same(
 /// an unmapped member, a pre-existing new-structure contact, and a stranger.
 fn probes(spec: &AudienceSpec, alias_of: usize) -> Vec<(Option<i64>, Option<String>)> {
     let mut p = Vec::new();
-    let mapped: Vec<usize> = spec.members(104, 3_000).filter(|&i| spec.is_mapped(i)).take(3).collect();
+    let mapped: Vec<usize> = spec
+        .members(104, 3_000)
+        .filter(|&i| spec.is_mapped(i))
+        .take(3)
+        .collect();
     for &i in &mapped {
         p.push((Some(contact_id(i)), Some(contact_reference(i))));
         p.push((None, Some(contact_reference(i))));
     }
-    let unmapped = spec.members(103, 900).find(|&i| !spec.is_mapped(i)).unwrap();
+    let unmapped = spec
+        .members(103, 900)
+        .find(|&i| !spec.is_mapped(i))
+        .unwrap();
     p.push((None, Some(contact_reference(unmapped))));
     // (the alias's contact is left out: before the migration the serving
     // side sees one reference's rows, after it the contact's merged row)
@@ -294,13 +298,21 @@ async fn migrated_audiences_equal_legacy_translated_plus_unmapped_and_rerun_chan
     for r in &summary.campaigns {
         assert_eq!(r.state, "migrated");
         assert_eq!(r.migrated + r.unmapped, r.references, "{r:?}");
-        let n_unmapped = want_unmapped.keys().filter(|(cid, _)| *cid == r.campaign_id).count();
+        let n_unmapped = want_unmapped
+            .keys()
+            .filter(|(cid, _)| *cid == r.campaign_id)
+            .count();
         assert_eq!(r.unmapped as usize, n_unmapped);
     }
     // the alias merged into its contact's row
     let merged = &id_rows(&c).await[&(102, contact_id(alias_of).to_string())];
     assert!(merged.0.contains(&77) && merged.1.contains(&88));
-    same(&answers(&t, &d.mapper, &probe).await, &before, &probe, "membership after migration");
+    same(
+        &answers(&t, &d.mapper, &probe).await,
+        &before,
+        &probe,
+        "membership after migration",
+    );
 
     // a rerun on finished campaigns changes nothing
     let snapshot = (id_rows(&c).await, unmapped_rows(&c).await);
@@ -308,22 +320,35 @@ async fn migrated_audiences_equal_legacy_translated_plus_unmapped_and_rerun_chan
         .await
         .unwrap();
     assert_eq!(again.processed, 0);
-    assert!(again.campaigns.iter().all(|r| r.note.as_deref() == Some("already migrated")));
+    assert!(again
+        .campaigns
+        .iter()
+        .all(|r| r.note.as_deref() == Some("already migrated")));
     assert_eq!(again.dynamodb.keys, 0);
     assert_eq!((id_rows(&c).await, unmapped_rows(&c).await), snapshot);
 
     // drop the source of one campaign: membership still answers the same
     let mut o = opts(vec![103, 104], 128);
     o.drop_source = true;
-    let dropped = audiences::migrate(&mut db, &d.mapper, &o, &quiet()).await.unwrap();
-    assert!(dropped.campaigns.iter().all(|r| r.state == "source_dropped"));
+    let dropped = audiences::migrate(&mut db, &d.mapper, &o, &quiet())
+        .await
+        .unwrap();
+    assert!(dropped
+        .campaigns
+        .iter()
+        .all(|r| r.state == "source_dropped"));
     let left: i64 = c
         .query_one("SELECT count(*) FROM audience_data.campaign_contact_reference_master WHERE campaign_id IN (103, 104)", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
-    same(&answers(&t, &d.mapper, &probe).await, &before, &probe, "membership after --drop-source");
+    same(
+        &answers(&t, &d.mapper, &probe).await,
+        &before,
+        &probe,
+        "membership after --drop-source",
+    );
 }
 
 #[tokio::test]
@@ -351,10 +376,15 @@ async fn dynamodb_dying_mid_migration_fails_clearly_keeps_the_checkpoint_and_a_r
     let mut o = opts(vec![104], 100);
     o.on_batch = Some(hook);
     let mut db = t.db().await;
-    let err = audiences::migrate(&mut db, &mapper, &o, &quiet()).await.unwrap_err();
+    let err = audiences::migrate(&mut db, &mapper, &o, &quiet())
+        .await
+        .unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("migrating campaign 104"), "{msg}");
-    assert!(msg.contains("cannot reach DynamoDB at http://127.0.0.1:"), "{msg}");
+    assert!(
+        msg.contains("cannot reach DynamoDB at http://127.0.0.1:"),
+        "{msg}"
+    );
     d.kill();
 
     // the checkpoint holds: exactly the references up to it were written
@@ -365,7 +395,10 @@ async fn dynamodb_dying_mid_migration_fails_clearly_keeps_the_checkpoint_and_a_r
     let (state, last, migrated, unmapped): (String, String, i64, i64) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(state, "copying");
-    assert!(migrated + unmapped >= 300 && migrated + unmapped < 3_000, "{migrated} {unmapped}");
+    assert!(
+        migrated + unmapped >= 300 && migrated + unmapped < 3_000,
+        "{migrated} {unmapped}"
+    );
     // (the server's collation decides the key order)
     let done = table_rows(
         &c,
@@ -384,20 +417,38 @@ async fn dynamodb_dying_mid_migration_fails_clearly_keeps_the_checkpoint_and_a_r
     // a new server with the same mapping: membership during the migration
     // is unchanged, and the rerun finishes with exactly the right totals
     let d2 = Dynalite::start().await;
-    d2.load(mapping.iter().map(|(r, id)| (r.as_str(), *id))).await;
-    same(&answers(&t, &d2.mapper, &probe).await, &before, &probe, "membership during migration");
+    d2.load(mapping.iter().map(|(r, id)| (r.as_str(), *id)))
+        .await;
+    same(
+        &answers(&t, &d2.mapper, &probe).await,
+        &before,
+        &probe,
+        "membership during migration",
+    );
     let summary = audiences::migrate(&mut db, &d2.mapper, &opts(vec![], 100), &quiet())
         .await
         .unwrap();
     assert_eq!(summary.failed(), 0);
-    let r104 = summary.campaigns.iter().find(|r| r.campaign_id == 104).unwrap();
+    let r104 = summary
+        .campaigns
+        .iter()
+        .find(|r| r.campaign_id == 104)
+        .unwrap();
     assert_eq!(r104.references, 3_000);
     assert_eq!(r104.migrated + r104.unmapped, 3_000);
-    assert_eq!(summary.processed as usize, spec.rows() + 1 - (migrated + unmapped) as usize);
+    assert_eq!(
+        summary.processed as usize,
+        spec.rows() + 1 - (migrated + unmapped) as usize
+    );
     let (want_ids, want_unmapped) = expected(&before_legacy, &pre, &mapping);
     assert_eq!(id_rows(&c).await, want_ids);
     assert_eq!(unmapped_rows(&c).await, want_unmapped);
-    same(&answers(&t, &d2.mapper, &probe).await, &before, &probe, "membership after migration");
+    same(
+        &answers(&t, &d2.mapper, &probe).await,
+        &before,
+        &probe,
+        "membership after migration",
+    );
 }
 
 #[tokio::test]
@@ -420,13 +471,280 @@ async fn unprocessed_keys_during_a_migration_are_retried_until_complete() {
         .await
         .unwrap();
     let r = &summary.campaigns[0];
-    assert_eq!((r.migrated, r.unmapped, r.state.as_str()), (360, 40, "migrated"));
-    assert!(summary.dynamodb.unprocessed_retries > 0, "{:?}", summary.dynamodb);
+    assert_eq!(
+        (r.migrated, r.unmapped, r.state.as_str()),
+        (360, 40, "migrated")
+    );
+    assert!(
+        summary.dynamodb.unprocessed_retries > 0,
+        "{:?}",
+        summary.dynamodb
+    );
     let c = t.client().await;
     let n: i64 = c
-        .query_one("SELECT count(*) FROM audience_data.campaign_contact_id_master WHERE campaign_id = 7", &[])
+        .query_one(
+            "SELECT count(*) FROM audience_data.campaign_contact_id_master WHERE campaign_id = 7",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 360);
+}
+
+// ---------------------------------------------------------------------------
+// the CLI
+
+fn cli_config(
+    t: &TestDb,
+    d: &Dynalite,
+    dir: &tempfile::TempDir,
+    extra: serde_json::Value,
+) -> std::path::PathBuf {
+    let mut cfg =
+        serde_json::json!({"postgresql": common::pg_block(&t.url), "dynamodb": d.config_json()});
+    if let serde_json::Value::Object(m) = extra {
+        for (k, v) in m {
+            cfg[k] = v;
+        }
+    }
+    common::write_config(dir, &cfg)
+}
+
+#[tokio::test]
+async fn killing_the_process_mid_migration_resumes_with_exact_totals() {
+    let t = TestDb::new().await;
+    let d = Dynalite::start().await;
+    let spec = AudienceSpec {
+        campaigns: vec![(900, 6_000)],
+        contacts: 6_000,
+        unmapped_every: 25,
+        seed: 3,
+    };
+    let mut db = t.db().await;
+    let schemas = db.schemas.clone();
+    seed_legacy(&mut db.client, &schemas, &spec).await.unwrap();
+    d.load(spec.mappings()).await;
+    let c = t.client().await;
+    let before_legacy = legacy(&c).await;
+    let mapping: BTreeMap<String, i64> = spec.mappings().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cli_config(&t, &d, &dir, serde_json::json!({}));
+
+    let mut child = common::cli()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "migrate-audiences",
+            "--campaign",
+            "900",
+            "--batch-size",
+            "50",
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = "SELECT coalesce((SELECT migrated + unmapped FROM audience_data.audience_migrations WHERE campaign_id = 900), 0)";
+    loop {
+        let n: i64 = c.query_one(q, &[]).await.unwrap().get(0);
+        if n >= 200 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the migration ended before it could be killed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let row = c
+        .query_one("SELECT state, migrated + unmapped FROM audience_data.audience_migrations WHERE campaign_id = 900", &[])
+        .await
+        .unwrap();
+    let (state, at_kill): (String, i64) = (row.get(0), row.get(1));
+    assert_eq!(state, "copying");
+    assert!(at_kill < 6_000, "killed after the end: {at_kill}");
+
+    let out = common::run(common::cli().args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "migrate-audiences",
+        "--campaign",
+        "900",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    let r = &j["campaigns"][0];
+    assert_eq!(r["references"], 6_000);
+    assert_eq!(r["migrated"], 5_760);
+    assert_eq!(r["unmapped"], 240);
+    assert_eq!(r["state"], "migrated");
+    // the rerun read only what the killed run had not committed
+    assert!(j["processed"].as_i64().unwrap() <= 6_000 - at_kill, "{j}");
+    let (want_ids, want_unmapped) = expected(&before_legacy, &BTreeMap::new(), &mapping);
+    assert_eq!(id_rows(&c).await, want_ids);
+    assert_eq!(unmapped_rows(&c).await, want_unmapped);
+}
+
+#[tokio::test]
+async fn cli_dry_run_drop_source_confirmation_membership_and_config_errors() {
+    let t = TestDb::new().await;
+    let d = Dynalite::start().await;
+    let spec = AudienceSpec {
+        campaigns: vec![(11, 30), (12, 250)],
+        contacts: 300,
+        unmapped_every: 10,
+        seed: 5,
+    };
+    let mut db = t.db().await;
+    let schemas = db.schemas.clone();
+    seed_legacy(&mut db.client, &schemas, &spec).await.unwrap();
+    d.load(spec.mappings()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cli_config(&t, &d, &dir, serde_json::json!({}));
+    let cfg = cfg.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = common::cli();
+        c.args(["--config", cfg]).args(args);
+        common::run(&mut c)
+    };
+
+    // dry run: counts and DynamoDB reads, nothing written
+    let out = cli(&[
+        "--format",
+        "json",
+        "migrate-audiences",
+        "--all",
+        "--dry-run",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["campaigns"][0]["campaign_id"], 11);
+    assert_eq!(j["campaigns"][0]["dynamodb_requests"], 1);
+    assert_eq!(j["campaigns"][1]["references"], 250);
+    assert_eq!(j["campaigns"][1]["dynamodb_requests"], 3);
+    assert_eq!(j["campaigns"][1]["state"], "not started");
+    let c = t.client().await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM audience_data.audience_migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // size filters
+    let out = cli(&[
+        "--format",
+        "json",
+        "migrate-audiences",
+        "--all",
+        "--min-references",
+        "100",
+        "--dry-run",
+    ]);
+    assert_eq!(out.json()["campaigns"].as_array().unwrap().len(), 1);
+
+    // --drop-source asks; without a terminal it refuses unless --yes
+    let out = cli(&["migrate-audiences", "--campaign", "11", "--drop-source"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+
+    // the table report
+    let out = cli(&["migrate-audiences", "--campaign", "11", "--campaign", "12"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("migrated"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("280 references processed"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&[
+        "--yes",
+        "--format",
+        "json",
+        "migrate-audiences",
+        "--campaign",
+        "11",
+        "--drop-source",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["campaigns"][0]["state"], "source_dropped");
+
+    // membership by reference only: the id comes from DynamoDB
+    let member = spec.members(12, 250).find(|&i| spec.is_mapped(i)).unwrap();
+    let out = cli(&[
+        "--format",
+        "json",
+        "membership",
+        "--contact-reference",
+        &contact_reference(member),
+        "--campaign",
+        "11,12,13",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["contact_id"], contact_id(member));
+    assert_eq!(j["contact_id_source"], "dynamodb");
+    assert!(
+        j["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["campaign_id"] == 12),
+        "{j}"
+    );
+    let out = cli(&[
+        "membership",
+        "--contact-id",
+        &contact_id(member).to_string(),
+        "--campaign",
+        "12",
+        "--campaign",
+        "13",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "contact {} is in 1 of 2 campaign(s)",
+            contact_id(member)
+        )),
+        "{}",
+        out.stdout
+    );
+
+    // errors name what to fix
+    let out = cli(&["migrate-audiences", "--campaign", "777"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("777 have no rows"), "{}", out.stderr);
+    let out = cli(&["migrate-audiences"]);
+    assert!(
+        out.stderr.contains("--campaign ID (repeatable) or --all"),
+        "{}",
+        out.stderr
+    );
+    let bad = cli_config(
+        &t,
+        &d,
+        &dir,
+        serde_json::json!({"audiences": {"migration": {"batch_sise": 10}}}),
+    );
+    let out = common::run(common::cli().args([
+        "--config",
+        bad.to_str().unwrap(),
+        "migrate-audiences",
+        "--all",
+    ]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("audiences.migration"), "{}", out.stderr);
+    assert!(out.stderr.contains("batch_sise"), "{}", out.stderr);
 }

@@ -42,7 +42,9 @@ impl Default for AudienceSpec {
 /// The reference of contact `i` (what the legacy tables store).
 pub fn contact_reference(i: usize) -> String {
     // spread like real opaque references, so key order differs from i
-    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+    let h = (i as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(17);
     format!("cr-{h:016x}-{i}")
 }
 
