@@ -5,6 +5,7 @@
 //! chains make identity graphs deep.
 
 pub mod audiences;
+pub mod dynalite;
 pub mod generate;
 
 pub use generate::{load, GenOptions, GenSummary};
