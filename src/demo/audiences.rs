@@ -143,24 +143,6 @@ pub fn write_mapping_file(spec: &AudienceSpec, path: &std::path::Path) -> Result
     Ok(n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn members_are_distinct_and_deterministic() {
-        let spec = AudienceSpec::default();
-        let a: Vec<usize> = spec.members(104, 12_000).collect();
-        let mut b = a.clone();
-        b.sort_unstable();
-        b.dedup();
-        assert_eq!(b.len(), 12_000);
-        assert_eq!(spec.program_runs(104, 7), spec.program_runs(104, 7));
-        assert_ne!(contact_reference(1), contact_reference(2));
-        assert!(!spec.is_mapped(49) && spec.is_mapped(50));
-    }
-}
-
 /// The demo's audience step: seeds the sample legacy audiences and a mapping
 /// file; when dynalite is available, loads the mapping into it, migrates
 /// every sample campaign and answers a membership query.
@@ -273,4 +255,22 @@ pub async fn demo_step(
         "campaigns": answer.campaigns.iter().map(|c| c.campaign_id).collect::<Vec<_>>(),
     });
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_distinct_and_deterministic() {
+        let spec = AudienceSpec::default();
+        let a: Vec<usize> = spec.members(104, 12_000).collect();
+        let mut b = a.clone();
+        b.sort_unstable();
+        b.dedup();
+        assert_eq!(b.len(), 12_000);
+        assert_eq!(spec.program_runs(104, 7), spec.program_runs(104, 7));
+        assert_ne!(contact_reference(1), contact_reference(2));
+        assert!(!spec.is_mapped(49) && spec.is_mapped(50));
+    }
 }
