@@ -77,8 +77,10 @@ pub struct ContactMapper {
     value_attribute: String,
     /// Where requests go, for error messages.
     endpoint: String,
-    /// BatchGetItem requests in flight.
-    pub concurrency: usize,
+    /// BatchGetItem requests in flight (across every look-up running on this
+    /// mapper and its clones; change it with `set_concurrency`).
+    concurrency: usize,
+    permits: Arc<tokio::sync::Semaphore>,
     /// Retries without progress (throttling, transient errors, UnprocessedKeys
     /// that stay unprocessed) before a look-up fails.
     pub max_attempts: u32,
@@ -154,6 +156,7 @@ impl ContactMapper {
             value_attribute: cfg.value_attribute.clone(),
             endpoint,
             concurrency: DEFAULT_CONCURRENCY,
+            permits: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
             max_attempts: 8,
             base_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_secs(2),
@@ -168,8 +171,15 @@ impl ContactMapper {
         self
     }
 
+    /// Sets the number of BatchGetItem requests in flight (at least 1),
+    /// shared by the clones made afterwards.
     pub fn set_concurrency(&mut self, n: usize) {
         self.concurrency = n.max(1);
+        self.permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     pub fn table(&self) -> &str {
@@ -337,12 +347,14 @@ impl ContactMapper {
                 .build()
                 .map_err(|e| anyhow!("building a BatchGetItem request: {e}"))?;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let permit = self.permits.acquire().await?;
             let res = self
                 .client
                 .batch_get_item()
                 .request_items(&self.table, ka)
                 .send()
                 .await;
+            drop(permit);
             match res {
                 Ok(out) => {
                     let before = found.len();

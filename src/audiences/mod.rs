@@ -106,10 +106,18 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
         .pg_context(|| "reading audience migration progress".into())?;
     let n = |i: usize| Value::from(row.get::<_, i64>(i));
     Ok(vec![
-        Item::new("audiences", "legacy campaigns (contact references)", n(4)),
-        Item::new("audiences", "campaigns being migrated", n(0)),
-        Item::new("audiences", "campaigns migrated", n(1)),
-        Item::new("audiences", "campaigns with legacy rows dropped", n(2)),
-        Item::new("audiences", "unmapped references", n(3)),
+        Item::new(
+            "audience migration",
+            "legacy campaigns (contact references)",
+            n(4),
+        ),
+        Item::new("audience migration", "campaigns being migrated", n(0)),
+        Item::new("audience migration", "campaigns migrated", n(1)),
+        Item::new(
+            "audience migration",
+            "campaigns with legacy rows dropped",
+            n(2),
+        ),
+        Item::new("audience migration", "unmapped references", n(3)),
     ])
 }
