@@ -95,12 +95,15 @@ use cdpctl::dynamo::ContactMapper;
 use common::TestDb;
 
 type Runs = (BTreeSet<i64>, BTreeSet<i64>);
+/// The size of the big sample campaign (104).
+const BIG: usize = 2_000;
+
 type Rows = BTreeMap<(i64, String), Runs>;
 
 fn spec() -> AudienceSpec {
     AudienceSpec {
-        campaigns: vec![(101, 40), (102, 250), (103, 900), (104, 3_000)],
-        contacts: 5_000,
+        campaigns: vec![(101, 40), (102, 250), (103, 900), (104, BIG)],
+        contacts: 3_000,
         unmapped_every: 50,
         seed: 7,
     }
@@ -125,7 +128,7 @@ async fn scenario(t: &TestDb, d: &Dynalite, spec: &AudienceSpec) -> usize {
          INSERT INTO audience_data.campaign_contact_id_master VALUES
            (104, {}, '{{999}}', '{{}}'),
            (104, 424242, '{{5}}', '{{6}}');",
-        contact_id(spec.members(104, 3_000).find(|&i| spec.is_mapped(i)).unwrap())
+        contact_id(spec.members(104, BIG).find(|&i| spec.is_mapped(i)).unwrap())
     ))
     .await
     .unwrap();
@@ -251,9 +254,15 @@ fn same(
 fn probes(spec: &AudienceSpec, alias_of: usize) -> Vec<(Option<i64>, Option<String>)> {
     let mut p = Vec::new();
     let mapped: Vec<usize> = spec
-        .members(104, 3_000)
+        .members(104, BIG)
         .filter(|&i| spec.is_mapped(i))
         .take(3)
+        .chain(
+            spec.members(103, 900)
+                .filter(|&i| spec.is_mapped(i))
+                .take(1),
+        ) // also in 104
+        .chain(spec.members(101, 40).filter(|&i| spec.is_mapped(i)).take(1))
         .collect();
     for &i in &mapped {
         p.push((Some(contact_id(i)), Some(contact_reference(i))));
@@ -396,7 +405,7 @@ async fn dynamodb_dying_mid_migration_fails_clearly_keeps_the_checkpoint_and_a_r
         (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(state, "copying");
     assert!(
-        migrated + unmapped >= 300 && migrated + unmapped < 3_000,
+        migrated + unmapped >= 300 && migrated + unmapped < BIG as i64,
         "{migrated} {unmapped}"
     );
     // (the server's collation decides the key order)
@@ -434,8 +443,8 @@ async fn dynamodb_dying_mid_migration_fails_clearly_keeps_the_checkpoint_and_a_r
         .iter()
         .find(|r| r.campaign_id == 104)
         .unwrap();
-    assert_eq!(r104.references, 3_000);
-    assert_eq!(r104.migrated + r104.unmapped, 3_000);
+    assert_eq!(r104.references, BIG as i64);
+    assert_eq!(r104.migrated + r104.unmapped, BIG as i64);
     assert_eq!(
         summary.processed as usize,
         spec.rows() + 1 - (migrated + unmapped) as usize
