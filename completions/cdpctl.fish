@@ -35,8 +35,8 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "go-production" -d 'Switch the public views to the cdpctl tables, keeping backups (checked, atomic)'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "rollback" -d 'Undo go-production: restore the backups and the saved view definitions'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "migrate-audiences" -d 'Move campaign audiences from contact references to contact ids (through DynamoDB)'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "membership" -d 'Which of these campaigns contain a contact (reads both audience structures)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -59,31 +59,36 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l lock-timeout -d 'How long to wait for locks on the objects being replaced, e.g. 500ms, 5s (default: production_switch.lock_timeout_ms, 5s)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l campaign -d 'Campaign to migrate (repeatable)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l min-references -d 'Only campaigns with at least N legacy references' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l max-references -d 'Only campaigns with at most N legacy references' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l concurrency -d 'BatchGetItem requests in flight [default: audiences.migration.concurrency, 8]' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l batch-size -d 'References per transaction and checkpoint [default: audiences.migration.batch_size, 5000]' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l check -d 'Run the pre-flight checks only; change nothing (exit 1 when one fails)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l allow-backlog -d 'Switch even when stitching or attribute calculation has a backlog'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l sync-pivot -d 'Only bring pivoted_customer_attributes in step with the attribute definitions (in production; calc-attrs does this after each run)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l lock-timeout -d 'How long to wait for locks on the objects being replaced, e.g. 500ms, 5s (default: production_switch.lock_timeout_ms, 5s)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l all -d 'Every campaign that has rows in the legacy contact-reference table'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l restart -d 'Start the chosen campaigns over from their first reference (rows merge, nothing is duplicated)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l drop-source -d 'After verification, delete the migrated campaigns\' legacy rows (asks first)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l dry-run -d 'Print per campaign the references left and the DynamoDB reads needed; change nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l contact-id -d 'The contact\'s id' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l contact-reference -d 'The contact\'s reference; alone, its contact id is looked up in DynamoDB' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l campaign -d 'Campaign to check (repeatable, or comma-separated)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l customers -d 'Number of customers to generate' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l seed -d 'Random seed: the same seed gives the same data' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -105,10 +110,10 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "go-production" -d 'Switch the public views to the cdpctl tables, keeping backups (checked, atomic)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "rollback" -d 'Undo go-production: restore the backups and the saved view definitions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "completions" -d 'Print shell completions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status go-production rollback demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "migrate-audiences" -d 'Move campaign audiences from contact references to contact ids (through DynamoDB)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "membership" -d 'Which of these campaigns contain a contact (reads both audience structures)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "completions" -d 'Print shell completions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -60,6 +60,10 @@ pub enum Command {
     GoProduction(commands::go_production::Args),
     /// Undo go-production: restore the backups and the saved view definitions
     Rollback(commands::rollback::Args),
+    /// Move campaign audiences from contact references to contact ids (through DynamoDB)
+    MigrateAudiences(commands::migrate_audiences::Args),
+    /// Which of these campaigns contain a contact (reads both audience structures)
+    Membership(commands::membership::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// A customer's campaigns as they were at a moment; --diff-from, --timeline

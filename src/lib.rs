@@ -5,11 +5,13 @@
 //! thin per-command glue; the jobs live in their own modules, and pure
 //! algorithms in modules without a database.
 
+pub mod audiences;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dynamo;
 pub mod error;
 pub mod history;
 pub mod output;
@@ -85,5 +87,9 @@ pub async fn run_async(cli: Cli) -> Result<()> {
             commands::go_production::run(&App::new(&global)?, args).await
         }
         Command::Rollback(args) => commands::rollback::run(&App::new(&global)?, args).await,
+        Command::MigrateAudiences(args) => {
+            commands::migrate_audiences::run(&App::new(&global)?, args).await
+        }
+        Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
     }
 }

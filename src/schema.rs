@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("005", "segment_queue", "005_segment_queue.sql"),
     migration!("040", "history", "040_history.sql"),
     migration!("050", "production", "050_production.sql"),
+    migration!("030", "audience_migration", "030_audience_migration.sql"),
 ];
 
 impl Migration {

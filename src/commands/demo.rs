@@ -107,6 +107,10 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         switch["summary"].as_str().unwrap_or("-")
     ));
     steps.push(("production switch".into(), switch));
+    steps.push((
+        "audiences".into(),
+        crate::demo::audiences::demo_step(&mut db, out).await?,
+    ));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -8,4 +8,6 @@ pub mod history_import;
 pub mod go_production;
 pub mod init;
 pub mod rollback;
+pub mod membership;
+pub mod migrate_audiences;
 pub mod status;

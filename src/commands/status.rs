@@ -82,6 +82,7 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     items.extend(core(db).await?);
     items.extend(crate::history::status_items(db).await?);
     items.extend(crate::production::status_items(db).await?);
+    items.extend(crate::audiences::status_items(db).await?);
     items.extend(jobs(db).await?);
     Ok(items)
 }

@@ -4,6 +4,8 @@
 //! identifiers, some events arrive late, and optional long cookie-rotation
 //! chains make identity graphs deep.
 
+pub mod audiences;
+pub mod dynalite;
 pub mod generate;
 pub mod legacy;
 
