@@ -58,6 +58,8 @@ pub enum Command {
     Status(commands::status::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
+    /// Drain the queue of one-at-a-time segment add/remove requests in coalesced batches
+    FlushSegment(commands::flush_segment::Args),
     /// Print shell completions
     Completions(commands::completions::Args),
 }

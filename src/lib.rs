@@ -14,6 +14,7 @@ pub mod error;
 pub mod output;
 pub mod pgcluster;
 pub mod schema;
+pub mod segments;
 pub mod signals;
 
 use anyhow::Result;
@@ -75,5 +76,6 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::FlushSegment(args) => commands::flush_segment::run(&App::new(&global)?, args).await,
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod completions;
 pub mod demo;
+pub mod flush_segment;
 pub mod init;
 pub mod status;
