@@ -3,10 +3,11 @@
 //! claimed rows and record statistics in one transaction.
 //!
 //! Order across flushers: a flusher claims the lowest unlocked ids
-//! (`SKIP LOCKED`). If another flusher holds an earlier request of one of the
-//! claimed keys, that key is deferred (left queued, untouched) so the earlier
-//! request is applied first; a cheap count detects the common case where no
-//! foreign rows interleave and skips that check.
+//! (`SKIP LOCKED`). When another flusher holds a request of a claimed key
+//! that lies before (or between) this flusher's requests of that key, the
+//! claimed requests after it are left queued, untouched, so every key's
+//! requests apply in arrival order. A cheap count detects the common case
+//! where no foreign rows interleave and skips that check.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -244,16 +245,18 @@ impl<'a> Flusher<'a> {
             .collect())
     }
 
-    /// Keys of this batch that have an earlier request held by another
-    /// flusher (or committed late by a producer): they must wait.
-    async fn deferred_keys(
+    /// Per key of this batch, the id of the first request of that key that
+    /// this flusher does not hold (held by another flusher, or committed late
+    /// by a producer): the key's claimed requests from there on must wait,
+    /// so every key's requests apply in arrival order.
+    async fn cutoffs(
         &self,
         client: &Client,
         a: &str,
         opts: &FlushOptions,
         after: i64,
         rows: &[Queued],
-    ) -> Result<HashSet<(String, String)>> {
+    ) -> Result<HashMap<(String, String), i64>> {
         let max_id = rows.last().map(|r| r.id).unwrap_or(0);
         let failed: Vec<&str> = self.failed.iter().map(String::as_str).collect();
         let visible: i64 = client
@@ -268,32 +271,42 @@ impl<'a> Flusher<'a> {
             .pg_context(|| "checking for requests held by other flushers".into())?
             .get(0);
         if visible == rows.len() as i64 {
-            return Ok(HashSet::new());
+            return Ok(HashMap::new());
         }
-        let mut first: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut last: HashMap<(&str, &str), i64> = HashMap::new();
         for r in rows {
-            first.entry((&r.segment, &r.key)).or_insert(r.id);
+            last.insert((&r.segment, &r.key), r.id);
         }
         let (mut segs, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());
-        for ((s, k), id) in first {
+        for ((s, k), id) in last {
             segs.push(s);
             keys.push(k);
             ids.push(id);
         }
-        let held = client
+        let all = client
             .query(
                 &format!(
-                    "SELECT c.segment, c.key
-                       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c(segment, key, first_id)
-                      WHERE EXISTS (SELECT 1 FROM {a}.segment_changes q
-                                     WHERE q.segment = c.segment AND q.key = c.key
-                                       AND q.id < c.first_id AND q.id > $4)"
+                    "SELECT q.segment, q.key, q.id
+                       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c(segment, key, last_id)
+                       JOIN {a}.segment_changes q
+                         ON q.segment = c.segment AND q.key = c.key
+                        AND q.id <= c.last_id AND q.id > $4"
                 ),
                 &[&segs, &keys, &ids, &after],
             )
             .await
-            .pg_context(|| "finding keys with earlier requests held elsewhere".into())?;
-        Ok(held.iter().map(|r| (r.get(0), r.get(1))).collect())
+            .pg_context(|| "finding requests of the same keys held elsewhere".into())?;
+        let mine: HashSet<i64> = rows.iter().map(|r| r.id).collect();
+        let mut cut: HashMap<(String, String), i64> = HashMap::new();
+        for r in &all {
+            let id: i64 = r.get(2);
+            if mine.contains(&id) {
+                continue;
+            }
+            let e = cut.entry((r.get(0), r.get(1))).or_insert(id);
+            *e = (*e).min(id);
+        }
+        Ok(cut)
     }
 
     fn destination(&mut self, segment: &str) -> std::result::Result<Destination, String> {
@@ -331,13 +344,17 @@ impl<'a> Flusher<'a> {
             });
         }
         let max_id = rows.last().map(|r| r.id).unwrap_or(after);
-        let deferred = self.deferred_keys(client, a, opts, after, &rows).await?;
+        let cutoffs = self.cutoffs(client, a, opts, after, &rows).await?;
 
         // group by segment, in arrival order
         let mut by_segment: BTreeMap<&str, Vec<&Queued>> = BTreeMap::new();
         for r in &rows {
-            if deferred.contains(&(r.segment.clone(), r.key.clone())) {
-                continue;
+            if !cutoffs.is_empty() {
+                if let Some(cut) = cutoffs.get(&(r.segment.clone(), r.key.clone())) {
+                    if r.id > *cut {
+                        continue;
+                    }
+                }
             }
             by_segment.entry(&r.segment).or_default().push(r);
         }
