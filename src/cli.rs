@@ -56,6 +56,10 @@ pub enum Command {
     Init(commands::init::Args),
     /// Backlogs at a glance: what exists and what is waiting
     Status(commands::status::Args),
+    /// Move campaign audiences from contact references to contact ids (through DynamoDB)
+    MigrateAudiences(commands::migrate_audiences::Args),
+    /// Which of these campaigns contain a contact (reads both audience structures)
+    Membership(commands::membership::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// Drain the queue of one-at-a-time segment add/remove requests in coalesced batches

@@ -5,11 +5,13 @@
 //! thin per-command glue; the jobs live in their own modules, and pure
 //! algorithms in modules without a database.
 
+pub mod audiences;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dynamo;
 pub mod error;
 pub mod output;
 pub mod pgcluster;
@@ -76,6 +78,10 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::MigrateAudiences(args) => {
+            commands::migrate_audiences::run(&App::new(&global)?, args).await
+        }
+        Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
         Command::FlushSegment(args) => commands::flush_segment::run(&App::new(&global)?, args).await,
     }
 }

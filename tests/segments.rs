@@ -809,3 +809,39 @@ async fn watch_keeps_flushing_and_stops_on_sigterm() {
     assert_eq!(j["read"], 6);
     assert_eq!(audience_state(&c).await.len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contact_references_resolve_through_dynamodb() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let d = common::dynamo::Dynalite::start().await;
+    d.load([("ref-1", 501i64), ("ref-2", 502)]).await;
+    let mut reqs = vec![
+        Req::new(12, "ref-1", "add").run("ac", 4),
+        Req::new(12, "ref-2", "add"),
+        Req::new(12, "ref-9", "add"),
+        Req::new(12, "502", "remove"),
+        Req::new(12, "503", "add"),
+    ];
+    for r in &mut reqs[..3] {
+        r.key_kind = "contact_reference";
+    }
+    enqueue(&c, &reqs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &json!({"postgresql": pg_block(&t.url), "dynamodb": d.config_json()}),
+    );
+    let mut cmd = cli();
+    cmd.args(["--config", cfg.to_str().unwrap(), "--format", "json", "flush-segment"]);
+    let out = run_cli(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["segments"][0]["unresolved"], 1);
+    assert_eq!(j["unresolved_examples"][0]["key"], "ref-9");
+    let st = audience_state(&c).await;
+    let keys: Vec<(i64, i64)> = st.keys().copied().collect();
+    assert_eq!(keys, vec![(12, 501), (12, 503)], "ref-2 = 502 added, then removed by id");
+    assert_eq!(st[&(12, 501)].1, [4].into_iter().collect());
+    assert_eq!(queued(&c).await, 0);
+}

@@ -5,4 +5,6 @@ pub mod completions;
 pub mod demo;
 pub mod flush_segment;
 pub mod init;
+pub mod membership;
+pub mod migrate_audiences;
 pub mod status;

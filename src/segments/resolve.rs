@@ -28,26 +28,37 @@ impl Resolver for StaticResolver {
     }
 }
 
-/// The DynamoDB mapping table of the config (`dynamodb` block).
+/// The shared DynamoDB look-up answers directly.
+impl Resolver for crate::dynamo::ContactMapper {
+    fn resolve<'a>(&'a self, refs: &'a [String]) -> BoxFuture<'a, Result<HashMap<String, i64>>> {
+        Box::pin(self.lookup(refs))
+    }
+}
+
+/// The DynamoDB mapping table of the config (`dynamodb` block), connected
+/// on first use: a queue without contact references never touches DynamoDB.
 pub struct DynamoResolver {
     cfg: crate::config::DynamoConfig,
+    mapper: tokio::sync::OnceCell<crate::dynamo::ContactMapper>,
 }
 
 impl DynamoResolver {
     pub fn new(cfg: &crate::config::Config) -> Self {
         Self {
             cfg: cfg.dynamodb.clone(),
+            mapper: tokio::sync::OnceCell::new(),
         }
     }
 }
 
 impl Resolver for DynamoResolver {
-    fn resolve<'a>(&'a self, _refs: &'a [String]) -> BoxFuture<'a, Result<HashMap<String, i64>>> {
+    fn resolve<'a>(&'a self, refs: &'a [String]) -> BoxFuture<'a, Result<HashMap<String, i64>>> {
         Box::pin(async move {
-            anyhow::bail!(
-                "contact references need the DynamoDB mapping table {:?}, which this build cannot read yet",
-                self.cfg.table
-            )
+            let mapper = self
+                .mapper
+                .get_or_try_init(|| crate::dynamo::ContactMapper::new(&self.cfg))
+                .await?;
+            mapper.lookup(refs).await
         })
     }
 }

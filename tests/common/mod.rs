@@ -5,6 +5,8 @@
 //! test processes.
 #![allow(dead_code)]
 
+pub mod dynamo;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
