@@ -82,6 +82,8 @@ pub async fn run_async(cli: Cli) -> Result<()> {
             commands::migrate_audiences::run(&App::new(&global)?, args).await
         }
         Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
-        Command::FlushSegment(args) => commands::flush_segment::run(&App::new(&global)?, args).await,
+        Command::FlushSegment(args) => {
+            commands::flush_segment::run(&App::new(&global)?, args).await
+        }
     }
 }

@@ -218,7 +218,11 @@ async fn flush_applies_the_rule_and_reports_per_segment() {
     // human output and an empty queue
     let again = run(t.cli().args(["flush-segment"]));
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(again.stdout.contains("nothing to flush"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("nothing to flush"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]
@@ -251,9 +255,11 @@ fn random_interleavings_in_random_batches_equal_the_requests_in_order() {
                     .collect();
                 let expected = sequential(initial.clone(), &reqs);
                 let got = rt.block_on(async {
-                    c.batch_execute("TRUNCATE audience_data.segment_changes, audience_data.segment_flushes")
-                        .await
-                        .unwrap();
+                    c.batch_execute(
+                        "TRUNCATE audience_data.segment_changes, audience_data.segment_flushes",
+                    )
+                    .await
+                    .unwrap();
                     set_state(&c, &initial).await;
                     enqueue(&c, &reqs).await;
                     let opts = FlushOptions {
@@ -349,7 +355,10 @@ async fn a_killed_flush_loses_nothing_and_applies_nothing_twice() {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let status = child.wait().unwrap();
     assert!(!status.success(), "the flush was killed");
-    assert!(left > 0 && left < total, "killed midway: {left} of {total} left");
+    assert!(
+        left > 0 && left < total,
+        "killed midway: {left} of {total} left"
+    );
     // the killed session's transaction is rolled back by the server
     for _ in 0..200 {
         let n: i64 = c
@@ -366,7 +375,11 @@ async fn a_killed_flush_loses_nothing_and_applies_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let settled_before = flushed_requests(&c).await;
-    assert_eq!(settled_before + queued(&c).await, total, "every request is settled or queued");
+    assert_eq!(
+        settled_before + queued(&c).await,
+        total,
+        "every request is settled or queued"
+    );
     let out = run(t.cli().args(["--format", "json", "flush-segment"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["read"].as_i64().unwrap(), total - settled_before);
@@ -390,9 +403,11 @@ async fn unresolved_references_are_kept_aside_and_reported() {
         r.key_kind = "contact_reference";
     }
     enqueue(&c, &reqs).await;
-    c.batch_execute("INSERT INTO audience_data.campaign_contact_id_master VALUES (5, 11, '{3}', '{}')")
-        .await
-        .unwrap();
+    c.batch_execute(
+        "INSERT INTO audience_data.campaign_contact_id_master VALUES (5, 11, '{3}', '{}')",
+    )
+    .await
+    .unwrap();
     let resolver = StaticResolver([("ref-a".to_string(), 11i64)].into_iter().collect());
     let db = t.db().await;
     let report = segments::flush(
@@ -423,7 +438,9 @@ async fn unresolved_references_are_kept_aside_and_reported() {
     assert_eq!(kept[1].0, "x1");
     assert!(kept[1].1.contains("not a contact id"), "{}", kept[1].1);
     assert_eq!(queued(&c).await, 0);
-    assert!(report.render().contains("kept aside: segment \"5\" key \"ref-b\""));
+    assert!(report
+        .render()
+        .contains("kept aside: segment \"5\" key \"ref-b\""));
     let status = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(status.code, 0, "{}", status.stderr);
     let j = status.json();
@@ -452,7 +469,9 @@ async fn a_segment_without_destination_fails_alone_and_stays_queued() {
         .unwrap()
         .ends_with(" ago"));
 
-    let dry = run(t.cli().args(["--format", "json", "flush-segment", "--dry-run"]));
+    let dry = run(t
+        .cli()
+        .args(["--format", "json", "flush-segment", "--dry-run"]));
     assert_eq!(dry.code, 1);
     assert_eq!(dry.json()["dry_run"], true);
     assert_eq!(queued(&c).await, 3, "dry run changes nothing");
@@ -541,7 +560,9 @@ async fn split_server(state: Arc<Mutex<Split>>) -> u16 {
                     buf.drain(..head_end + len);
                     let line = head.lines().next().unwrap().to_string();
                     let path = line.split(' ').nth(1).unwrap().to_string();
-                    let authorized = head.lines().any(|l| l == "authorization: Bearer s3cret-token");
+                    let authorized = head
+                        .lines()
+                        .any(|l| l == "authorization: Bearer s3cret-token");
                     let keys: Vec<String> = body["keys"]
                         .as_array()
                         .unwrap()
@@ -553,14 +574,24 @@ async fn split_server(state: Arc<Mutex<Split>>) -> u16 {
                         if !authorized {
                             s.bad_auth += 1;
                         }
-                        s.always.or_else(|| s.faults.pop_front()).unwrap_or(Fault::Ok)
+                        s.always
+                            .or_else(|| s.faults.pop_front())
+                            .unwrap_or(Fault::Ok)
                     };
-                    let fault = if authorized { fault } else { Fault::Unauthorized };
+                    let fault = if authorized {
+                        fault
+                    } else {
+                        Fault::Unauthorized
+                    };
                     let apply = |state: &Arc<Mutex<Split>>| {
                         let mut s = state.lock().unwrap();
                         let parts: Vec<&str> = path.split(['/', '?']).collect();
                         // /internal/api/v2/segments/{env}/{segment}/{op}
-                        assert_eq!(&parts[1..5], ["internal", "api", "v2", "segments"], "{path}");
+                        assert_eq!(
+                            &parts[1..5],
+                            ["internal", "api", "v2", "segments"],
+                            "{path}"
+                        );
                         assert_eq!(parts[5], "prod");
                         let seg = parts[6].to_string();
                         let set = s.segments.entry(seg).or_default();
@@ -643,7 +674,9 @@ async fn rest_destination_delivers_the_final_state_through_faults() {
         let mut s = state.lock().unwrap();
         s.segments.insert(
             "beta_testers".into(),
-            ["u-old".to_string(), "u1".to_string()].into_iter().collect(),
+            ["u-old".to_string(), "u1".to_string()]
+                .into_iter()
+                .collect(),
         );
         s.faults.extend([
             Fault::RateLimited("1"),
@@ -662,15 +695,26 @@ async fn rest_destination_delivers_the_final_state_through_faults() {
     for _ in 0..400 {
         let seg = if rng.gen_bool(0.6) { "beta" } else { "vip" };
         let key = format!("u{}", rng.gen_range(0..60));
-        reqs.push(Req::new(seg, key, if rng.gen_bool(0.6) { "add" } else { "remove" }));
+        reqs.push(Req::new(
+            seg,
+            key,
+            if rng.gen_bool(0.6) { "add" } else { "remove" },
+        ));
     }
     reqs.push(Req::new("beta", "u-old", "remove"));
     enqueue(&c, &reqs).await;
     let mut expected: HashMap<String, HashSet<String>> = HashMap::new();
-    expected.insert("beta_testers".into(), ["u-old", "u1"].iter().map(|s| s.to_string()).collect());
+    expected.insert(
+        "beta_testers".into(),
+        ["u-old", "u1"].iter().map(|s| s.to_string()).collect(),
+    );
     expected.insert("vip".into(), HashSet::new());
     for r in &reqs {
-        let remote = if r.segment == "beta" { "beta_testers" } else { "vip" };
+        let remote = if r.segment == "beta" {
+            "beta_testers"
+        } else {
+            "vip"
+        };
         let set = expected.get_mut(remote).unwrap();
         if r.verb == "add" {
             set.insert(r.key.clone());
@@ -702,9 +746,14 @@ async fn rest_destination_delivers_the_final_state_through_faults() {
         .map(|s| s["retries"].as_u64().unwrap())
         .sum();
     assert!(retries >= 6, "faults were retried: {j}");
+    assert_eq!(queued(&c).await, 0);
     let s = state.lock().unwrap();
     assert_eq!(s.bad_auth, 0);
-    assert!(s.calls.iter().all(|(_, n)| *n <= 7 && *n > 0), "{:?}", s.calls);
+    assert!(
+        s.calls.iter().all(|(_, n)| *n <= 7 && *n > 0),
+        "{:?}",
+        s.calls
+    );
     for (seg, keys) in &expected {
         assert_eq!(
             s.segments.get(seg).cloned().unwrap_or_default(),
@@ -712,7 +761,6 @@ async fn rest_destination_delivers_the_final_state_through_faults() {
             "segment {seg}"
         );
     }
-    assert_eq!(queued(&c).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -748,7 +796,11 @@ async fn rest_rows_stay_queued_until_the_destination_accepts() {
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(out.stderr.contains("2 segment(s) failed"), "{}", out.stderr);
     assert!(out.stderr.contains("HTTP 500"), "{}", out.stderr);
-    assert!(out.stderr.contains("still failing after 5 retries"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("still failing after 5 retries"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(queued(&c).await, 2, "REST rows stay, the audience row went");
 
     // a refused token fails at once and is never printed
@@ -787,7 +839,11 @@ async fn watch_keeps_flushing_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     for round in 0..3 {
-        enqueue(&c, &[Req::new(3, round, "add"), Req::new(3, round + 10, "add")]).await;
+        enqueue(
+            &c,
+            &[Req::new(3, round, "add"), Req::new(3, round + 10, "add")],
+        )
+        .await;
         let mut left = 1;
         for _ in 0..200 {
             left = queued(&c).await;
@@ -833,7 +889,13 @@ async fn contact_references_resolve_through_dynamodb() {
         &json!({"postgresql": pg_block(&t.url), "dynamodb": d.config_json()}),
     );
     let mut cmd = cli();
-    cmd.args(["--config", cfg.to_str().unwrap(), "--format", "json", "flush-segment"]);
+    cmd.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "flush-segment",
+    ]);
     let out = run_cli(cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
@@ -841,7 +903,22 @@ async fn contact_references_resolve_through_dynamodb() {
     assert_eq!(j["unresolved_examples"][0]["key"], "ref-9");
     let st = audience_state(&c).await;
     let keys: Vec<(i64, i64)> = st.keys().copied().collect();
-    assert_eq!(keys, vec![(12, 501), (12, 503)], "ref-2 = 502 added, then removed by id");
+    assert_eq!(
+        keys,
+        vec![(12, 501), (12, 503)],
+        "ref-2 = 502 added, then removed by id"
+    );
     assert_eq!(st[&(12, 501)].1, [4].into_iter().collect());
     assert_eq!(queued(&c).await, 0);
+}
+
+#[test]
+fn the_example_config_segments_section_parses() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json"))
+            .unwrap();
+    let cfg = cdpctl::config::Config::from_json(&text, "examples/cdpctl.json").unwrap();
+    let s = SegmentsConfig::from_config(&cfg).unwrap();
+    assert_eq!(s.batch_size, 50_000);
+    assert_eq!(s.destinations["beta-testers"].max_keys_per_call, 10_000);
 }

@@ -76,7 +76,11 @@ mod tests {
 
     #[test]
     fn references_of_one_contact_merge_and_unmapped_are_kept() {
-        let mapping = HashMap::from([("a".to_string(), 7), ("b".to_string(), 7), ("c".to_string(), 2)]);
+        let mapping = HashMap::from([
+            ("a".to_string(), 7),
+            ("b".to_string(), 7),
+            ("c".to_string(), 2),
+        ]);
         let (mapped, unmapped) = translate(
             vec![
                 r("a", &[5, 1], &[]),
@@ -89,8 +93,16 @@ mod tests {
         assert_eq!(
             mapped,
             vec![
-                IdRow { contact_id: 2, rti_program_runs: vec![], ac_program_runs: vec![] },
-                IdRow { contact_id: 7, rti_program_runs: vec![1, 4, 5], ac_program_runs: vec![3] },
+                IdRow {
+                    contact_id: 2,
+                    rti_program_runs: vec![],
+                    ac_program_runs: vec![]
+                },
+                IdRow {
+                    contact_id: 7,
+                    rti_program_runs: vec![1, 4, 5],
+                    ac_program_runs: vec![3]
+                },
             ]
         );
         assert_eq!(unmapped, vec![r("x", &[9], &[8])]);

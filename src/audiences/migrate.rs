@@ -611,7 +611,10 @@ async fn copy(
         let (mapped, unmapped) = translate(rows, &mapping);
         let n_unmapped = unmapped.len();
         let n_mapped = n - n_unmapped;
-        write_batch(db, sql, cid, st, &mapped, &unmapped, &last, n_mapped, n_unmapped).await?;
+        write_batch(
+            db, sql, cid, st, &mapped, &unmapped, &last, n_mapped, n_unmapped,
+        )
+        .await?;
         st.last_reference = Some(last);
         st.migrated += n_mapped as i64;
         st.unmapped += n_unmapped as i64;
@@ -654,7 +657,8 @@ async fn write_batch(
             .copy_in("COPY cdpctl_stage_ids (contact_id, rti, ac) FROM STDIN (FORMAT binary)")
             .await
             .pg_context(|| "staging contact-id rows".into())?;
-        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8_ARRAY, Type::INT8_ARRAY]);
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8_ARRAY, Type::INT8_ARRAY]);
         let mut writer = std::pin::pin!(writer);
         for r in mapped {
             writer
@@ -693,12 +697,17 @@ async fn write_batch(
             )
             .await
             .pg_context(|| "staging unmapped references".into())?;
-        let writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8_ARRAY, Type::INT8_ARRAY]);
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8_ARRAY, Type::INT8_ARRAY]);
         let mut writer = std::pin::pin!(writer);
         for r in unmapped {
             writer
                 .as_mut()
-                .write(&[&r.contact_reference, &r.rti_program_runs, &r.ac_program_runs])
+                .write(&[
+                    &r.contact_reference,
+                    &r.rti_program_runs,
+                    &r.ac_program_runs,
+                ])
                 .await
                 .pg_context(|| "staging unmapped references".into())?;
         }

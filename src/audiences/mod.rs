@@ -83,7 +83,10 @@ impl MigrationSettings {
 
 /// Migration progress for `cdpctl status`.
 pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
-    if !db.relation_exists("audience", "audience_migrations").await? {
+    if !db
+        .relation_exists("audience", "audience_migrations")
+        .await?
+    {
         return Ok(Vec::new());
     }
     let row = db

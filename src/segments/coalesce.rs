@@ -284,7 +284,14 @@ mod tests {
         (0u8..6, 0i64..4).prop_map(|(v, run)| match v {
             0 | 1 => add(),
             2 => remove(),
-            3 => add_run(if run % 2 == 0 { ProgramKind::Rti } else { ProgramKind::Ac }, run),
+            3 => add_run(
+                if run % 2 == 0 {
+                    ProgramKind::Rti
+                } else {
+                    ProgramKind::Ac
+                },
+                run,
+            ),
             4 => remove_run(ProgramKind::Rti, run),
             _ => remove_run(ProgramKind::Ac, run),
         })

@@ -190,11 +190,9 @@ impl<'a> Flusher<'a> {
         result?;
         report.batches = batches;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        report.changes_per_second = if report.elapsed_ms > 0 {
-            report.read * 1000 / report.elapsed_ms
-        } else {
-            0
-        };
+        report.changes_per_second = (report.read * 1000)
+            .checked_div(report.elapsed_ms)
+            .unwrap_or(0);
         report.remaining = client
             .query_one(&format!("SELECT count(*) FROM {a}.segment_changes"), &[])
             .await
@@ -407,9 +405,15 @@ impl<'a> Flusher<'a> {
         let mut segment_of: HashMap<(i64, i64), &str> = HashMap::new();
         for (campaign, r) in &audience {
             let contact = if r.key_kind == "contact_reference" {
-                resolved.get(&r.key).copied().ok_or("no contact id in the DynamoDB mapping")
+                resolved
+                    .get(&r.key)
+                    .copied()
+                    .ok_or("no contact id in the DynamoDB mapping")
             } else {
-                r.key.trim().parse::<i64>().map_err(|_| "not a contact id (expected an integer)")
+                r.key
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| "not a contact id (expected an integer)")
             };
             let s = stats.get_mut(&r.segment).expect("segment stats");
             s.read += 1;
@@ -432,7 +436,9 @@ impl<'a> Flusher<'a> {
                 }
             }
         }
-        let changes = coalesce(applicable);
+        let mut changes = coalesce(applicable);
+        // key order: index pages are visited once, in order
+        changes.sort_unstable_by_key(|(k, _)| *k);
         for (k, c) in &changes {
             let s = stats.get_mut(segment_of[k]).expect("segment stats");
             count_change(s, c);
@@ -573,8 +579,14 @@ async fn apply_audience(client: &Client, a: &str, changes: &[((i64, i64), Change
     let t = format!("{a}.campaign_contact_id_master");
     let (mut rc, mut rk) = (Vec::new(), Vec::new());
     let (mut ec, mut ek) = (Vec::new(), Vec::new());
-    let (mut uc, mut uk, mut ra, mut rr, mut aa, mut ar) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut uc, mut uk, mut ra, mut rr, mut aa, mut ar) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for ((campaign, contact), c) in changes {
         if c.reset {
             rc.push(*campaign);
@@ -663,9 +675,8 @@ async fn record_stats(
     if settled.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&SegmentStats) -> u64| -> Vec<i64> {
-        settled.iter().map(|s| f(s) as i64).collect()
-    };
+    let col =
+        |f: fn(&SegmentStats) -> u64| -> Vec<i64> { settled.iter().map(|s| f(s) as i64).collect() };
     let segs: Vec<&str> = settled.iter().map(|s| s.segment.as_str()).collect();
     let dests: Vec<&str> = settled.iter().map(|s| s.destination.as_str()).collect();
     let first: Vec<i64> = segs.iter().map(|s| range[s].0).collect();

@@ -10,6 +10,7 @@
 //! keys (at-least-once delivery of an idempotent final state).
 
 pub mod coalesce;
+pub mod demo;
 pub mod engine;
 pub mod resolve;
 pub mod split;
@@ -167,11 +168,7 @@ impl FlushReport {
             }
         }
         self.remaining = o.remaining;
-        self.changes_per_second = if self.elapsed_ms > 0 {
-            self.read * 1000 / self.elapsed_ms
-        } else {
-            0
-        };
+        self.changes_per_second = (self.read * 1000).checked_div(self.elapsed_ms).unwrap_or(0);
     }
 
     pub fn totals(&self) -> SegmentStats {
@@ -343,7 +340,11 @@ pub fn parse_interval(s: &str) -> std::result::Result<std::time::Duration, Strin
         "s" | "sec" => v,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("invalid interval {s:?}: unit must be ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid interval {s:?}: unit must be ms, s, m or h"
+            ))
+        }
     };
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("invalid interval {s:?}: must be positive"));
