@@ -70,6 +70,8 @@ pub enum Command {
     HistoryAt(commands::history_at::Args),
     /// Load existing campaign history exports (NDJSON), idempotently
     HistoryImport(commands::history_import::Args),
+    /// Drain the queue of one-at-a-time segment add/remove requests in coalesced batches
+    FlushSegment(commands::flush_segment::Args),
     /// Print shell completions
     Completions(commands::completions::Args),
 }

@@ -18,6 +18,7 @@ pub mod output;
 pub mod pgcluster;
 pub mod production;
 pub mod schema;
+pub mod segments;
 pub mod signals;
 
 use anyhow::Result;
@@ -91,5 +92,8 @@ pub async fn run_async(cli: Cli) -> Result<()> {
             commands::migrate_audiences::run(&App::new(&global)?, args).await
         }
         Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
+        Command::FlushSegment(args) => {
+            commands::flush_segment::run(&App::new(&global)?, args).await
+        }
     }
 }

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("040", "history", "040_history.sql"),
     migration!("050", "production", "050_production.sql"),
     migration!("030", "audience_migration", "030_audience_migration.sql"),
+    migration!("060", "segments", "060_segments.sql"),
 ];
 
 impl Migration {

@@ -111,6 +111,13 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         "audiences".into(),
         crate::demo::audiences::demo_step(&mut db, out).await?,
     ));
+    let flushed = crate::segments::demo::run(&db, args.seed, args.customers).await?;
+    out.info(format!(
+        "flush-segment: a burst of single add/remove requests, coalesced and flushed\n{}",
+        flushed.render()
+    ));
+    let t = flushed.totals();
+    steps.push(("flush-segment".into(), json!({"read": flushed.read, "batches": flushed.batches, "coalesced": t.coalesced, "added": t.added, "removed": t.removed, "segments": flushed.segments.len()})));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod history_at;
 pub mod history_import;
 pub mod go_production;
+pub mod flush_segment;
 pub mod init;
 pub mod rollback;
 pub mod membership;
