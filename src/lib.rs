@@ -15,6 +15,7 @@ pub mod output;
 pub mod pgcluster;
 pub mod schema;
 pub mod signals;
+pub mod stitch;
 
 use anyhow::Result;
 

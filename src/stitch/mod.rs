@@ -1,0 +1,2 @@
+//! Profile stitching (`cdpctl stitch`).
+pub mod engine;
