@@ -56,6 +56,8 @@ pub enum Command {
     Init(commands::init::Args),
     /// Backlogs at a glance: what exists and what is waiting
     Status(commands::status::Args),
+    /// Profile stitching: resolve queued events into customer entities; `explain` shows why
+    Stitch(commands::stitch::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// Print shell completions

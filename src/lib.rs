@@ -76,5 +76,6 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::Stitch(args) => commands::stitch::run(&App::new(&global)?, args).await,
     }
 }

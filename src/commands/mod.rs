@@ -5,3 +5,4 @@ pub mod completions;
 pub mod demo;
 pub mod init;
 pub mod status;
+pub mod stitch;
