@@ -178,7 +178,10 @@ async fn assert_consistent(c: &tokio_postgres::Client) {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(bad, 0, "entities, customer_entities, identifiers or the queue are inconsistent");
+    assert_eq!(
+        bad, 0,
+        "entities, customer_entities, identifiers or the queue are inconsistent"
+    );
 }
 
 /// Seeds the demo data set, then replays its events in random-sized chunks
@@ -247,8 +250,14 @@ async fn incremental_runs_equal_bfs_oracle_and_from_scratch() {
     );
     assert_consistent(&c).await;
     // a late event bridging the two long chains
-    c.batch_execute("DELETE FROM cdpctl.entity_changes").await.unwrap();
-    let late = hits_web(&c, &[json!({"cookie_id": "chain-0-1", "ga_id": "chainga-1-1"})]).await;
+    c.batch_execute("DELETE FROM cdpctl.entity_changes")
+        .await
+        .unwrap();
+    let late = hits_web(
+        &c,
+        &[json!({"cookie_id": "chain-0-1", "ga_id": "chainga-1-1"})],
+    )
+    .await;
     let before = c
         .query_one(
             "SELECT count(DISTINCT entity_id) FROM cdp_ps.event_entities",
@@ -291,7 +300,10 @@ async fn incremental_runs_equal_bfs_oracle_and_from_scratch() {
     let inc = partition(&c).await;
     let want = oracle(&c).await;
     assert_eq!(inc.len(), want.len());
-    assert!(inc == want, "incremental partition differs from the BFS oracle");
+    assert!(
+        inc == want,
+        "incremental partition differs from the BFS oracle"
+    );
     assert_consistent(&c).await;
 
     let sum = stitch_run(
@@ -305,7 +317,10 @@ async fn incremental_runs_equal_bfs_oracle_and_from_scratch() {
     assert_eq!(sum.mode, "full");
     assert_eq!(sum.events as i64, total + 1);
     let full = partition(&c).await;
-    assert!(full == want, "from-scratch partition differs from the oracle");
+    assert!(
+        full == want,
+        "from-scratch partition differs from the oracle"
+    );
     assert_consistent(&c).await;
     let refused: i64 = c
         .query_one("SELECT count(*) FROM cdp_ps.refused_edges", &[])
@@ -387,10 +402,16 @@ async fn blocked_values_and_limits_never_merge_and_are_recorded() {
         .map(|r| (r.get(0), r.get(2), r.get::<_, String>(3)))
         .collect();
     assert_eq!(s1.refused_blocked, 6, "{got:?}");
-    assert!(got.iter().any(|(ev, v, why)| *ev == e[1] && v == "test@test.com" && why.contains("test@test.com")));
-    assert!(got.iter().any(|(ev, v, why)| *ev == e[3] && v == "shared-kiosk" && why.contains("pattern")));
+    assert!(got
+        .iter()
+        .any(|(ev, v, why)| *ev == e[1] && v == "test@test.com" && why.contains("test@test.com")));
+    assert!(got
+        .iter()
+        .any(|(ev, v, why)| *ev == e[3] && v == "shared-kiosk" && why.contains("pattern")));
     assert!(got.iter().any(|(ev, v, _)| *ev == e[5] && v == "   "));
-    assert!(got.iter().any(|(ev, v, why)| *ev == e2[0] && v == "u2" && why.contains("at most 1 value(s) of user")));
+    assert!(got.iter().any(|(ev, v, why)| *ev == e2[0]
+        && v == "u2"
+        && why.contains("at most 1 value(s) of user")));
     // status and JSON summary show the counts
     let st = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(st.code, 0, "{}", st.stderr);
@@ -431,7 +452,11 @@ async fn explain_shows_multi_hop_merge_and_shortest_chain() {
     let bridge = hits(&c, &[json!({"email": "X@example.com", "user": "u9"})]).await;
     let sum = incremental(&t).await;
     assert_eq!(sum.merges, 1);
-    assert_eq!(entity_of(&c, &a[0]).await, survivor, "the larger entity keeps its id");
+    assert_eq!(
+        entity_of(&c, &a[0]).await,
+        survivor,
+        "the larger entity keeps its id"
+    );
 
     let out = run(t.cli().args([
         "--format",
@@ -470,11 +495,20 @@ async fn explain_shows_multi_hop_merge_and_shortest_chain() {
     assert!(ids.contains(&"cookie=c1") && ids.contains(&"email=y@example.com"));
 
     // the absorbed id leads to its survivor; human output names the chain
-    let out = run(t.cli().args(["stitch", "explain", &format!("entity:{absorbed}")]));
+    let out = run(t
+        .cli()
+        .args(["stitch", "explain", &format!("entity:{absorbed}")]));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains(&format!("{absorbed} was absorbed into {survivor}")), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("{absorbed} was absorbed into {survivor}")),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("merge history"), "{}", out.stdout);
-    let out = run(t.cli().args(["stitch", "explain", "cookie=c1", "cookie=nope"]));
+    let out = run(t
+        .cli()
+        .args(["stitch", "explain", "cookie=c1", "cookie=nope"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("not linked"), "{}", out.stdout);
     let out = run(t.cli().args(["stitch", "explain", "nonsense"]));
@@ -498,9 +532,18 @@ async fn bad_value_expression_names_row_and_event_and_writes_nothing() {
     let bad = hits(&c, &[json!({"cookie": "a", "user": "abc"})]).await;
     let out = run(t.cli().args(["stitch"]));
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(out.stderr.contains("attribute_id \\\"user\\\"") || out.stderr.contains("attribute_id \"user\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("attribute_id \\\"user\\\"")
+            || out.stderr.contains("attribute_id \"user\""),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains(&bad[0]), "{}", out.stderr);
-    assert!(out.stderr.contains("invalid input syntax"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid input syntax"),
+        "{}",
+        out.stderr
+    );
     let n: i64 = c
         .query_one("SELECT count(*) FROM cdp_ps.event_entities", &[])
         .await
@@ -508,7 +551,10 @@ async fn bad_value_expression_names_row_and_event_and_writes_nothing() {
         .get(0);
     assert_eq!(n, 1, "nothing was written");
     let q: i64 = c
-        .query_one("SELECT count(*) FROM cdp_ps.customer_events_to_process", &[])
+        .query_one(
+            "SELECT count(*) FROM cdp_ps.customer_events_to_process",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -521,7 +567,11 @@ async fn bad_value_expression_names_row_and_event_and_writes_nothing() {
     .unwrap();
     let out = run(t.cli().args(["stitch"]));
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("is not a valid expression"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a valid expression"),
+        "{}",
+        out.stderr
+    );
     // fixed: the next run stitches both
     c.batch_execute(
         "UPDATE cdp_ps.stitching_attributes_config SET value_expression = 'payload->>''user''' WHERE attribute_id = 'user'",
@@ -576,7 +626,10 @@ async fn interrupted_runs_leave_a_consistent_database() {
     let status = child.wait().unwrap();
     assert_consistent(&c).await;
     let left: i64 = c
-        .query_one("SELECT count(*) FROM cdp_ps.customer_events_to_process", &[])
+        .query_one(
+            "SELECT count(*) FROM cdp_ps.customer_events_to_process",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -594,7 +647,11 @@ async fn dropped_queue_means_from_scratch_and_inserts_keep_working() {
     let t = TestDb::new().await;
     let c = t.client().await;
     setup_catalogue(&c).await;
-    let a = hits(&c, &[json!({"cookie": "a"}), json!({"cookie": "a", "email": "m"})]).await;
+    let a = hits(
+        &c,
+        &[json!({"cookie": "a"}), json!({"cookie": "a", "email": "m"})],
+    )
+    .await;
     incremental(&t).await;
     let before = entity_of(&c, &a[0]).await;
     c.batch_execute("DROP TABLE cdp_ps.customer_events_to_process")
@@ -611,7 +668,11 @@ async fn dropped_queue_means_from_scratch_and_inserts_keep_working() {
     assert_eq!(sum.mode, "full");
     assert_eq!(sum.events, 3);
     assert_eq!(entity_of(&c, &b[0]).await, entity_of(&c, &a[0]).await);
-    assert_ne!(entity_of(&c, &a[0]).await, before, "entities are recomputed");
+    assert_ne!(
+        entity_of(&c, &a[0]).await,
+        before,
+        "entities are recomputed"
+    );
     let removed: i64 = c
         .query_one(
             "SELECT count(*) FROM cdpctl.entity_changes WHERE kind = 'removed' AND entity_id = $1::text::uuid",
@@ -626,10 +687,15 @@ async fn dropped_queue_means_from_scratch_and_inserts_keep_working() {
     let sum = incremental(&t).await;
     assert_eq!((sum.mode.as_str(), sum.events), ("incremental", 1));
     // --from-scratch asks first and refuses without a terminal
-    let out = run(t.cli().env_remove("CDPCTL_YES").args(["stitch", "--from-scratch"]));
+    let out = run(t
+        .cli()
+        .env_remove("CDPCTL_YES")
+        .args(["stitch", "--from-scratch"]));
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("--yes"), "{}", out.stderr);
-    let out = run(t.cli().args(["--yes", "--format", "json", "stitch", "--from-scratch"]));
+    let out = run(t
+        .cli()
+        .args(["--yes", "--format", "json", "stitch", "--from-scratch"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["events"], json!(4));
     assert_consistent(&c).await;
@@ -652,7 +718,14 @@ async fn journal_and_attribute_marks_follow_the_contract() {
     )
     .await
     .unwrap();
-    hits(&c, &[json!({"cookie": "a", "email": "e"}), json!({"cookie": "b", "email": "e"})]).await;
+    hits(
+        &c,
+        &[
+            json!({"cookie": "a", "email": "e"}),
+            json!({"cookie": "b", "email": "e"}),
+        ],
+    )
+    .await;
     incremental(&t).await;
     let rows = c
         .query(
@@ -661,8 +734,10 @@ async fn journal_and_attribute_marks_follow_the_contract() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, String, Vec<String>)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(String, String, Vec<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -672,13 +747,20 @@ async fn journal_and_attribute_marks_follow_the_contract() {
         ]
     );
     let ce: Vec<(String, Option<chrono::NaiveDateTime>)> = c
-        .query("SELECT id::text, calculated FROM cdp_attr.customer_entities", &[])
+        .query(
+            "SELECT id::text, calculated FROM cdp_attr.customer_entities",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(ce, vec![(ea.clone(), None)], "absorbed entity deleted, survivor marked");
+    assert_eq!(
+        ce,
+        vec![(ea.clone(), None)],
+        "absorbed entity deleted, survivor marked"
+    );
     let attrs: i64 = c
         .query_one(
             "SELECT count(*) FROM cdp_attr.customer_attributes WHERE customer_entity_id = $1::text::uuid",
@@ -693,11 +775,16 @@ async fn journal_and_attribute_marks_follow_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_stitching_and_second_run_is_locked_out() {
     let t = TestDb::empty().await;
-    let out = run(t.cli().args(["--format", "json", "demo", "--customers", "40"]));
+    let out = run(t
+        .cli()
+        .args(["--format", "json", "demo", "--customers", "40"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
     let steps = j["steps"].as_array().unwrap();
-    let st = steps.iter().find(|s| s[0] == json!("stitch")).expect("stitch step");
+    let st = steps
+        .iter()
+        .find(|s| s[0] == json!("stitch"))
+        .expect("stitch step");
     assert_eq!(st[1]["mode"], json!("full"));
     assert!(st[1]["entities_created"].as_u64().unwrap() > 0);
     // the job lock: exit code 3 while another session holds it

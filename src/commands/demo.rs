@@ -103,7 +103,10 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         crate::output::num(stitched.refused_blocked + stitched.refused_limit),
         stitched.duration_ms as f64 / 1000.0
     ));
-    steps.push(("stitch".to_string(), crate::stitch::summary_json(&stitched)?));
+    steps.push((
+        "stitch".to_string(),
+        crate::stitch::summary_json(&stitched)?,
+    ));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

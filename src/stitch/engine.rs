@@ -249,12 +249,13 @@ pub fn resolve(input: &Input) -> Resolution {
                         let (r1, r2) = (rep[root as usize], rep[other as usize]);
                         rep[root as usize] = match (r1 != NONE, r2 != NONE) {
                             (true, true) => {
-                                let (w, l) =
-                                    if input.entities[r1 as usize].beats(&input.entities[r2 as usize]) {
-                                        (r1, r2)
-                                    } else {
-                                        (r2, r1)
-                                    };
+                                let (w, l) = if input.entities[r1 as usize]
+                                    .beats(&input.entities[r2 as usize])
+                                {
+                                    (r1, r2)
+                                } else {
+                                    (r2, r1)
+                                };
                                 merges_raw.push(Merge {
                                     absorbed: l,
                                     survivor: w,
@@ -563,7 +564,13 @@ mod tests {
                 .map(|c| {
                     if c.entity == NONE {
                         self.next_id += 1;
-                        self.entities.insert(self.next_id, Existing { events: 0, seq: self.next_id as i64 });
+                        self.entities.insert(
+                            self.next_id,
+                            Existing {
+                                events: 0,
+                                seq: self.next_id as i64,
+                            },
+                        );
                         self.next_id
                     } else {
                         ent_ids[c.entity as usize]
@@ -602,7 +609,11 @@ mod tests {
                 *counts.entry(*v).or_default() += 1;
             }
             for (id, e) in &self.entities {
-                assert_eq!(counts.get(id).copied().unwrap_or(0), e.events, "size of entity {id}");
+                assert_eq!(
+                    counts.get(id).copied().unwrap_or(0),
+                    e.events,
+                    "size of entity {id}"
+                );
             }
         }
 
@@ -681,13 +692,21 @@ mod tests {
                 }
                 _ => {
                     let k = rng.gen_range(1..4);
-                    g.push((0..k).map(|_| 10 + rng.gen_range(0..(n as u64 * 2))).collect())
+                    g.push(
+                        (0..k)
+                            .map(|_| 10 + rng.gen_range(0..(n as u64 * 2)))
+                            .collect(),
+                    )
                 }
             }
         }
         // late events bridging the chain, the star and random identifiers
         g.push(vec![1_000_000 + chain, 2_000_000]);
-        g.push(vec![3_000_000 + rng.gen_range(0..10_000u64), 10 + rng.gen_range(0..(n as u64 * 2)), 2]);
+        g.push(vec![
+            3_000_000 + rng.gen_range(0..10_000u64),
+            10 + rng.gen_range(0..(n as u64 * 2)),
+            2,
+        ]);
         g
     }
 

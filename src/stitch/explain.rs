@@ -14,7 +14,10 @@ use crate::db::{Db, PgResultExt};
 pub enum ItemRef {
     Event(String),
     Entity(String),
-    Identifier { attribute_id: String, value: String },
+    Identifier {
+        attribute_id: String,
+        value: String,
+    },
     /// A bare uuid: an event if one has it, else an entity.
     Uuid(String),
 }
@@ -118,7 +121,9 @@ async fn resolve(db: &Db, item: &str, r: &ItemRef) -> Result<Resolved> {
     };
     let event_entity = |id: String| async move {
         c.query_opt(
-            &s.substitute("SELECT entity_id::text FROM {{ps}}.event_entities WHERE event_id = $1::text::uuid"),
+            &s.substitute(
+                "SELECT entity_id::text FROM {{ps}}.event_entities WHERE event_id = $1::text::uuid",
+            ),
             &[&id],
         )
         .await
@@ -191,7 +196,8 @@ async fn resolve(db: &Db, item: &str, r: &ItemRef) -> Result<Resolved> {
                 .pg_context(|| "following merges".into())?;
             match next {
                 Some(r) => {
-                    out.followed.push(format!("{id} was absorbed into {}", r.get::<_, String>(0)));
+                    out.followed
+                        .push(format!("{id} was absorbed into {}", r.get::<_, String>(0)));
                     id = r.get(0);
                 }
                 None => break,
@@ -368,10 +374,7 @@ async fn shortest_path(db: &Db, entity: &str, from: &Node, to: &Node) -> Result<
         .map(|n| match n {
             Node::Event { id } => Step {
                 kind: "event",
-                label: format!(
-                    "{id} ({})",
-                    ev_label.get(id).cloned().unwrap_or_default()
-                ),
+                label: format!("{id} ({})", ev_label.get(id).cloned().unwrap_or_default()),
             },
             Node::Identifier { id } => Step {
                 kind: "identifier",
@@ -461,7 +464,10 @@ pub fn render(ex: &Explanation) -> String {
         s.push_str(&format!("\nmerge history:\n{t}\n"));
     }
     if let Some(p) = &ex.path {
-        s.push_str(&format!("\nshortest link ({} hops):\n", p.len().saturating_sub(1)));
+        s.push_str(&format!(
+            "\nshortest link ({} hops):\n",
+            p.len().saturating_sub(1)
+        ));
         for (k, st) in p.iter().enumerate() {
             s.push_str(&format!(
                 "  {}{} {}\n",

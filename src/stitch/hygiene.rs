@@ -33,11 +33,7 @@ impl Blocklist {
         for (k, r) in rules.iter().enumerate() {
             let targets: Vec<usize> = match &r.attribute_id {
                 None => (0..attributes.len()).collect(),
-                Some(a) => attributes
-                    .iter()
-                    .position(|x| x == a)
-                    .into_iter()
-                    .collect(),
+                Some(a) => attributes.iter().position(|x| x == a).into_iter().collect(),
             };
             if r.is_regex {
                 let re = Regex::new(&r.value).map_err(|e| {

@@ -278,7 +278,26 @@ impl Setup {
             .batch_execute("BEGIN READ ONLY")
             .await
             .pg_context(|| "starting a read-only transaction".into())?;
+        // one round trip when everything is fine; row by row to name the culprit
+        let all: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| format!("({})::text", r.expr))
+            .collect();
         let mut res = Ok(());
+        if !all.is_empty()
+            && client
+                .batch_execute(&s.substitute(&format!(
+                    "SAVEPOINT v; SELECT {} FROM {{{{ce}}}}.customer_events WHERE false; RELEASE v",
+                    all.join(", ")
+                )))
+                .await
+                .is_ok()
+        {
+            client.batch_execute("ROLLBACK").await.ok();
+            return Ok(());
+        }
+        client.batch_execute("ROLLBACK; BEGIN READ ONLY").await.ok();
         for r in &self.rows {
             let sql = s.substitute(&format!(
                 "SELECT ({})::text FROM {{{{ce}}}}.customer_events WHERE false",
@@ -508,7 +527,9 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let queue_exists = db.relation_exists("ps", "customer_events_to_process").await?;
+    let queue_exists = db
+        .relation_exists("ps", "customer_events_to_process")
+        .await?;
     let state = db
         .client
         .query_one(
@@ -646,7 +667,10 @@ fn add(sum: &mut StitchSummary, st: &BatchStats) {
 
 /// Events waiting in the queue (`None` when the queue table is missing).
 pub async fn backlog(db: &Db) -> Result<Option<i64>> {
-    if !db.relation_exists("ps", "customer_events_to_process").await? {
+    if !db
+        .relation_exists("ps", "customer_events_to_process")
+        .await?
+    {
         return Ok(None);
     }
     Ok(Some(
@@ -825,8 +849,7 @@ async fn incremental_batch(
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .pg_context(|| "starting the extraction transaction".into())?;
-    let mut x =
-        extract_or_explain(conn2, main, s, setup, &queued_events(lo, hi), true, pb).await?;
+    let mut x = extract_or_explain(conn2, main, s, setup, &queued_events(lo, hi), true, pb).await?;
     conn2.batch_execute("COMMIT").await.ok();
     main.batch_execute("BEGIN")
         .await
@@ -1267,4 +1290,24 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
 /// Helper for callers: the summary as JSON.
 pub fn summary_json(sum: &StitchSummary) -> Result<serde_json::Value> {
     serde_json::to_value(sum).context("serializing the stitching summary")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_section_errors_name_the_key() {
+        let cfg =
+            crate::config::Config::from_json(r#"{"stitching": {"batch_sise": 5}}"#, "t").unwrap();
+        let e = StitchConfig::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("stitching") && e.contains("batch_sise"), "{e}");
+        let cfg =
+            crate::config::Config::from_json(r#"{"stitching": {"batch_size": "x"}}"#, "t").unwrap();
+        let e = StitchConfig::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("key \"stitching.batch_size\""), "{e}");
+        let cfg =
+            crate::config::Config::from_json(r#"{"stitching": {"batch_size": 10}}"#, "t").unwrap();
+        assert_eq!(StitchConfig::from_config(&cfg).unwrap().batch_size, 10);
+    }
 }
