@@ -214,8 +214,7 @@ async fn incremental_runs_equal_bfs_oracle_and_from_scratch() {
         .unwrap()
         .get(0);
     let mut done = 0i64;
-    let mut k = 0;
-    for size in [1i64, 7, 50, 400, 1, 900, 3, 2000] {
+    for (k, size) in [1i64, 7, 50, 400, 1, 900, 3, 2000].into_iter().enumerate() {
         c.batch_execute(&format!(
             "INSERT INTO cdp_ce.customer_events SELECT * FROM hold ORDER BY md5(id::text) OFFSET {done} LIMIT {size}"
         ))
@@ -231,7 +230,6 @@ async fn incremental_runs_equal_bfs_oracle_and_from_scratch() {
         )
         .await;
         assert_eq!(sum.backlog_left, 0);
-        k += 1;
     }
     c.batch_execute(&format!(
         "INSERT INTO cdp_ce.customer_events SELECT * FROM hold ORDER BY md5(id::text) OFFSET {done}"

@@ -166,6 +166,7 @@ pub struct Resolution {
 /// Resolves a batch. Events are processed in the given order; within an
 /// event, identifiers of unlimited attributes come first, so a limit refuses
 /// the extra value rather than the event's ordinary identifiers.
+#[allow(clippy::needless_range_loop)]
 pub fn resolve(input: &Input) -> Resolution {
     let n_id = input.ident_attr.len();
     let n_ent = input.entities.len();

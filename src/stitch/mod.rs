@@ -438,7 +438,7 @@ async fn extract(
         x.ev_key.push(key);
         x.input.ev_idents.extend_from_slice(&row_idents);
         x.input.ev_offsets.push(x.input.ev_idents.len() as u32);
-        if x.ev_ids.len() % 65536 == 0 {
+        if x.ev_ids.len().is_multiple_of(65536) {
             pb.set_position(x.ev_ids.len() as u64);
         }
         Ok(())
