@@ -64,6 +64,8 @@ pub enum Command {
     MigrateAudiences(commands::migrate_audiences::Args),
     /// Which of these campaigns contain a contact (reads both audience structures)
     Membership(commands::membership::Args),
+    /// Profile stitching: resolve queued events into customer entities; `explain` shows why
+    Stitch(commands::stitch::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// A customer's campaigns as they were at a moment; --diff-from, --timeline

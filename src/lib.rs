@@ -20,6 +20,7 @@ pub mod production;
 pub mod schema;
 pub mod segments;
 pub mod signals;
+pub mod stitch;
 
 use anyhow::Result;
 
@@ -95,5 +96,6 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::FlushSegment(args) => {
             commands::flush_segment::run(&App::new(&global)?, args).await
         }
+        Command::Stitch(args) => commands::stitch::run(&App::new(&global)?, args).await,
     }
 }

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("050", "production", "050_production.sql"),
     migration!("030", "audience_migration", "030_audience_migration.sql"),
     migration!("060", "segments", "060_segments.sql"),
+    migration!("010", "stitching", "010_stitching.sql"),
 ];
 
 impl Migration {

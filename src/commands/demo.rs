@@ -118,6 +118,19 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
     ));
     let t = flushed.totals();
     steps.push(("flush-segment".into(), json!({"read": flushed.read, "batches": flushed.batches, "coalesced": t.coalesced, "added": t.added, "removed": t.removed, "segments": flushed.segments.len()})));
+    let stitched =
+        crate::stitch::run(&mut db, &crate::stitch::StitchOptions::default(), out).await?;
+    out.info(format!(
+        "stitch: {} events into {} entities ({} refused edges) in {:.2}s",
+        crate::output::num(stitched.events),
+        crate::output::num(stitched.entities_created),
+        crate::output::num(stitched.refused_blocked + stitched.refused_limit),
+        stitched.duration_ms as f64 / 1000.0
+    ));
+    steps.push((
+        "stitch".to_string(),
+        crate::stitch::summary_json(&stitched)?,
+    ));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -12,3 +12,4 @@ pub mod rollback;
 pub mod membership;
 pub mod migrate_audiences;
 pub mod status;
+pub mod stitch;

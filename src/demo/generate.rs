@@ -24,6 +24,10 @@ pub struct GenOptions {
     pub chain_len: u64,
     /// Share of sign-in events carrying a junk identifier (percent).
     pub junk_percent: u32,
+    /// Extra identifiers on every event (`xid0`, `xid1`, ...: per-customer
+    /// values rotating like cookies), each with a stitching rule; 0 keeps the
+    /// standard data set. One extra gives ~3 identifiers per event.
+    pub extra_identifiers: u32,
     /// Base time: events fall in the 90 days before it.
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -37,6 +41,7 @@ impl Default for GenOptions {
             chains: 2,
             chain_len: 50,
             junk_percent: 1,
+            extra_identifiers: 0,
             now: chrono::DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
                 .unwrap()
                 .with_timezone(&chrono::Utc),
@@ -282,6 +287,30 @@ pub async fn load(client: &mut Client, s: &Schemas, opt: &GenOptions) -> Result<
             sum.stitching_rules += 1;
         }
     }
+    for k in 0..opt.extra_identifiers {
+        let attr = format!("stitching_xid{k}");
+        tx.execute(
+            &format!(
+                "INSERT INTO {}.attributes (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                s.cdp
+            ),
+            &[&attr, &attr],
+        )
+        .await?;
+        for (src, ty, ver, _) in EVENT_TYPES {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.stitching_attributes_config (attribute_id, event_id, value_expression)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    s.ps
+                ),
+                &[&attr, &event_id(src, ty, ver), &format!("payload->>'xid{k}'")],
+            )
+            .await
+            .pg_context(|| "seeding the stitching config".into())?;
+            sum.stitching_rules += 1;
+        }
+    }
     for def in attribute_definitions(s) {
         let id = def["id"].as_str().unwrap().to_string();
         tx.execute(
@@ -423,6 +452,10 @@ pub async fn load(client: &mut Client, s: &Schemas, opt: &GenOptions) -> Result<
                     json!({"cookie_id": cookie, "page": "/", "device_family": family}),
                 )
             };
+            let mut payload = payload;
+            for k in 0..opt.extra_identifiers {
+                payload[format!("xid{k}")] = json!(format!("x{k}-{c}-{}", rng.gen_range(0..3u32)));
+            }
             let id = uuid_from(&mut rng);
             let t = chrono::DateTime::from_timestamp(ts, 0)
                 .unwrap()
@@ -442,9 +475,12 @@ pub async fn load(client: &mut Client, s: &Schemas, opt: &GenOptions) -> Result<
                 .to_rfc3339();
             // consecutive events share one cookie: a path graph
             // (alternately through cookie_id and ga_id)
-            let p = json!({"cookie_id": format!("chain-{ch}-{}", i.div_ceil(2)),
+            let mut p = json!({"cookie_id": format!("chain-{ch}-{}", i.div_ceil(2)),
                 "ga_id": format!("chainga-{ch}-{}", i / 2),
                 "page": "/", "device_family": "Linux"});
+            for k in 0..opt.extra_identifiers {
+                p[format!("xid{k}")] = json!(format!("xc{k}-{ch}-{i}"));
+            }
             copy.row(&[&id, "web", "page_view", "1-0-0", &t, &p.to_string()])
                 .await?;
             sum.events += 1;
