@@ -56,6 +56,10 @@ pub enum Command {
     Init(commands::init::Args),
     /// Backlogs at a glance: what exists and what is waiting
     Status(commands::status::Args),
+    /// Calculate customer attributes for entities with new activity
+    CalcAttrs(commands::calc_attrs::Args),
+    /// Mark context keys stale (or recompute them now)
+    ResetContext(commands::reset_context::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// Print shell completions

@@ -5,6 +5,7 @@
 //! thin per-command glue; the jobs live in their own modules, and pure
 //! algorithms in modules without a database.
 
+pub mod attrs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -75,5 +76,7 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
+        Command::ResetContext(args) => commands::reset_context::run(&App::new(&global)?, args).await,
     }
 }

@@ -1,7 +1,9 @@
 //! One module per command: an `Args` struct and a `run` that glues the job
 //! code to the output. No SQL and no algorithms here.
 
+pub mod calc_attrs;
 pub mod completions;
 pub mod demo;
 pub mod init;
+pub mod reset_context;
 pub mod status;
