@@ -13,7 +13,7 @@ pub async fn is_stale(db: &Db, max_age_hours: f64) -> Result<bool> {
         .client
         .query_one(
             &db.schemas.substitute(
-                "WITH cutoff AS (SELECT (now() AT TIME ZONE 'UTC') - make_interval(secs => $1 * 3600) AS t)
+                "WITH cutoff AS (SELECT (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::float8 * 3600) AS t)
                  SELECT NOT EXISTS (SELECT 1 FROM {{attr}}.cached_attributes_counts_customers_per_attribute)
                      OR EXISTS (SELECT 1 FROM {{attr}}.cached_attributes_counts_customers_per_attribute, cutoff
                                  WHERE modified IS NULL OR modified < cutoff.t)

@@ -23,7 +23,7 @@ pub async fn stale_keys(db: &Db, max_age_hours: f64) -> Result<Vec<String>> {
             &db.schemas.substitute(
                 "SELECT key FROM {{attr}}.context
                   WHERE modified IS NULL
-                     OR modified < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1 * 3600)
+                     OR modified < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::float8 * 3600)
                   ORDER BY key",
             ),
             &[&max_age_hours],

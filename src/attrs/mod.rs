@@ -312,7 +312,7 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
     let cutoff: chrono::NaiveDateTime = db
         .client
         .query_one(
-            "SELECT (now() AT TIME ZONE 'UTC') - make_interval(secs => $1 * 3600)",
+            "SELECT (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::float8 * 3600)",
             &[&settings.refresh_hours],
         )
         .await
@@ -598,13 +598,13 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
                 }
             }
         }
-        for &i in &plan.customs {
+        for &(i, numeric) in &plan.customs {
             let d = &plan.defs[i];
             let stream = db
                 .client
                 .copy_out(&format!(
                     "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan::custom_sql(db, d)
+                    plan::custom_sql(db, d, numeric)
                 ))
                 .await
                 .pg_context(|| format!("attribute \"{}\": custom query", d.id))?;
@@ -977,7 +977,7 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
         .query_one(
             &db.schemas.substitute(
                 "SELECT count(*) FILTER (WHERE calculated IS NOT NULL
-                            AND calculated < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1 * 3600))
+                            AND calculated < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::float8 * 3600))
                    FROM {{attr}}.customer_entities",
             ),
             &[&settings.refresh_hours],

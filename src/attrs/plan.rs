@@ -40,7 +40,9 @@ pub struct Plan {
     /// Built-in attributes (indexes into `defs`) with their layout, in the
     /// order of their columns in the pass.
     pub builtin: Vec<(usize, Layout)>,
-    pub customs: Vec<usize>,
+    /// Custom attributes: index into `defs`, and whether the query's value
+    /// is `numeric` (written in canonical form, like the built-in types).
+    pub customs: Vec<(usize, bool)>,
     /// Whether the pass carries event time and id (first/last present).
     pub timed: bool,
     pub pass_sql: String,
@@ -205,12 +207,13 @@ pub fn base_cte(db: &Db) -> String {
 }
 
 /// A custom attribute over every entity of the batch: `idx, value`.
-pub fn custom_sql(db: &Db, d: &Definition) -> String {
+pub fn custom_sql(db: &Db, d: &Definition, numeric: bool) -> String {
     format!(
-        "SELECT b.idx, q.value::text
+        "SELECT b.idx, {}::text
            FROM {BATCH} b
           CROSS JOIN LATERAL (WITH {} SELECT cq.value FROM ({}\n) AS cq) AS q
           WHERE q.value IS NOT NULL",
+        if numeric { "trim_scale(q.value)" } else { "q.value" },
         base_cte(db),
         d.query
     )
@@ -275,14 +278,17 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                             if names.len() == 1 { "" } else { "s" },
                             names.join(", ")
                         ));
-                    } else if let Err(e) = db.client.prepare(&custom_sql(db, d)).await {
+                        continue;
+                    }
+                    let numeric = stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
+                    if let Err(e) = db.client.prepare(&custom_sql(db, d, numeric)).await {
                         errors.push(format!(
                             "attribute \"{}\": custom query: {}",
                             d.id,
                             pg_message(e)
                         ));
                     } else {
-                        customs.push(i);
+                        customs.push((i, numeric));
                     }
                 }
             }
