@@ -77,6 +77,8 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
         Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
-        Command::ResetContext(args) => commands::reset_context::run(&App::new(&global)?, args).await,
+        Command::ResetContext(args) => {
+            commands::reset_context::run(&App::new(&global)?, args).await
+        }
     }
 }

@@ -227,7 +227,10 @@ impl State {
                 if *n == 0 {
                     Vec::new()
                 } else if kind == Kind::Avg {
-                    sum.div_count(*n).map(|d| d.to_string()).into_iter().collect()
+                    sum.div_count(*n)
+                        .map(|d| d.to_string())
+                        .into_iter()
+                        .collect()
                 } else {
                     vec![sum.to_string()]
                 }
@@ -313,7 +316,12 @@ mod tests {
 
     #[test]
     fn first_and_last_by_time_then_id_then_value() {
-        let obs = [("b", "1", 10, 5), ("a", "1", 10, 7), ("c", "1", 20, 1), ("z", "1", 5, 9)];
+        let obs = [
+            ("b", "1", 10, 5),
+            ("a", "1", 10, 7),
+            ("c", "1", 20, 1),
+            ("z", "1", 5, 9),
+        ];
         assert_eq!(run(Kind::First, &obs), ["z"]);
         assert_eq!(run(Kind::Last, &obs), ["c"]);
         // equal time: the event id decides
@@ -331,7 +339,12 @@ mod tests {
 
     #[test]
     fn frequency_by_weight_then_smallest_value() {
-        let obs = [("b", "1", 0, 0), ("a", "1", 0, 0), ("b", "1", 0, 0), ("c", "5", 0, 0)];
+        let obs = [
+            ("b", "1", 0, 0),
+            ("a", "1", 0, 0),
+            ("b", "1", 0, 0),
+            ("c", "5", 0, 0),
+        ];
         assert_eq!(run(Kind::MostFrequent, &obs), ["c"]);
         assert_eq!(run(Kind::LeastFrequent, &obs), ["a"]);
         let tie = [("b", "2", 0, 0), ("a", "1", 0, 0), ("a", "1", 0, 0)];

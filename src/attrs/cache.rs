@@ -68,6 +68,8 @@ pub async fn refresh(db: &mut Db, values_per_attribute: i64) -> Result<(u64, u64
         )
         .await
         .pg_context(|| "filling cached_attribute_values_counts".into())?;
-    tx.commit().await.context("committing the attribute caches")?;
+    tx.commit()
+        .await
+        .context("committing the attribute caches")?;
     Ok((attrs, values))
 }

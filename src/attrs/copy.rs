@@ -20,7 +20,9 @@ impl<'a> FromSql<'a> for Raw<'a> {
         Ok(Raw(Some(raw)))
     }
 
-    fn from_sql_null(_: &Type) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Raw(None))
     }
 

@@ -117,7 +117,11 @@ fn weight_expr(id: &str, field: &str, v: Option<serde_json::Value>) -> Result<Op
             "attribute \"{id}\": \"{field}\" must be an SQL expression (a string) or a number, got {other}"
         ),
     };
-    Ok(if s.is_empty() || s == "1" { None } else { Some(s) })
+    Ok(if s.is_empty() || s == "1" {
+        None
+    } else {
+        Some(s)
+    })
 }
 
 /// Removes trailing semicolons and blanks (a common habit in saved queries).
@@ -149,7 +153,10 @@ impl Definition {
             }
         }
         let Some(kind_name) = raw.kind.as_deref() else {
-            bail!("attribute \"{id}\": missing field \"type\" (one of {})", type_list());
+            bail!(
+                "attribute \"{id}\": missing field \"type\" (one of {})",
+                type_list()
+            );
         };
         let Some(kind) = Kind::parse(kind_name.trim()) else {
             bail!(
@@ -170,9 +177,15 @@ impl Definition {
                 ("outer_weight", raw.outer_weight.is_some()),
                 ("filter", nonempty(raw.filter.clone()).is_some()),
                 ("outer_filter", nonempty(raw.outer_filter.clone()).is_some()),
-                ("sources", raw.sources.as_ref().is_some_and(|v| !v.is_empty())),
+                (
+                    "sources",
+                    raw.sources.as_ref().is_some_and(|v| !v.is_empty()),
+                ),
                 ("types", raw.types.as_ref().is_some_and(|v| !v.is_empty())),
-                ("versions", raw.versions.as_ref().is_some_and(|v| !v.is_empty())),
+                (
+                    "versions",
+                    raw.versions.as_ref().is_some_and(|v| !v.is_empty()),
+                ),
             ]
             .into_iter()
             .filter(|(_, set)| *set)
@@ -280,7 +293,10 @@ mod tests {
             .unwrap();
         assert_eq!(d.query, "SELECT count(*) AS value FROM base");
         let e = parse(json!({"type": "custom"})).unwrap_err().to_string();
-        assert!(e.contains("attribute \"a1\"") && e.contains("\"query\""), "{e}");
+        assert!(
+            e.contains("attribute \"a1\"") && e.contains("\"query\""),
+            "{e}"
+        );
         let e = parse(json!({"type": "custom", "query": "SELECT 1 AS value", "value": "x"}))
             .unwrap_err()
             .to_string();
@@ -290,13 +306,28 @@ mod tests {
     #[test]
     fn errors_name_the_attribute_and_the_problem() {
         let cases = [
-            (json!({"type": "median", "value": "x"}), "unknown type \"median\""),
+            (
+                json!({"type": "median", "value": "x"}),
+                "unknown type \"median\"",
+            ),
             (json!({"value": "x"}), "missing field \"type\""),
             (json!({"type": "sum"}), "missing field \"value\""),
-            (json!({"type": "sum", "value": "x", "filtr": "y"}), "unknown field `filtr`"),
-            (json!({"type": "sum", "value": "x", "sources": "web"}), "field \"sources\""),
-            (json!({"type": "sum", "value": "x", "id": "other"}), "\"id\": \"other\""),
-            (json!({"type": "sum", "value": "x", "query": "q"}), "only used by type \"custom\""),
+            (
+                json!({"type": "sum", "value": "x", "filtr": "y"}),
+                "unknown field `filtr`",
+            ),
+            (
+                json!({"type": "sum", "value": "x", "sources": "web"}),
+                "field \"sources\"",
+            ),
+            (
+                json!({"type": "sum", "value": "x", "id": "other"}),
+                "\"id\": \"other\"",
+            ),
+            (
+                json!({"type": "sum", "value": "x", "query": "q"}),
+                "only used by type \"custom\"",
+            ),
         ];
         for (doc, want) in cases {
             let e = parse(doc.clone()).unwrap_err().to_string();

@@ -100,7 +100,7 @@ impl Settings {
             ("context_max_age_hours", s.context_max_age_hours),
             ("cache_max_age_hours", s.cache_max_age_hours),
         ] {
-            if !(v >= 0.0) {
+            if v.is_nan() || v < 0.0 {
                 bail!("config: key \"attributes.{k}\": must be a number of hours >= 0, got {v}");
             }
         }
@@ -239,13 +239,31 @@ fn invalid(errors: &[String]) -> String {
 pub async fn build_plan(db: &Db, only: &[String]) -> Result<Plan> {
     let defs = load_definitions(db, only).await?;
     plan::ensure_temp_tables(db).await?;
-    plan::prepare(db, defs).await.map_err(|e| anyhow!(invalid(&e)))
+    plan::prepare(db, defs)
+        .await
+        .map_err(|e| anyhow!(invalid(&e)))
 }
 
 /// The hook where follow-up work of a successful write runs (such as
 /// keeping a pivoted attributes table in step). Nothing yet.
 pub async fn after_write(_db: &mut Db, _summary: &CalcSummary) -> Result<()> {
     Ok(())
+}
+
+/// Takes the calc-attrs job lock. A run started right after another one
+/// ended can find the lock still held while the old session shuts down, so
+/// a held lock is retried for about a second before giving up (exit 3).
+pub async fn lock(db: &Db) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match db.lock_job("calc-attrs").await {
+            Err(e) if e.downcast_ref::<crate::error::LockHeld>().is_some() && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// An entity selected for calculation: id and the row version seen.
@@ -427,7 +445,9 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
         let refresh = match opts.cache {
             CacheMode::Skip => false,
             CacheMode::Refresh => true,
-            CacheMode::Auto => opts.from_scratch || cache::is_stale(db, settings.cache_max_age_hours).await?,
+            CacheMode::Auto => {
+                opts.from_scratch || cache::is_stale(db, settings.cache_max_age_hours).await?
+            }
         };
         if refresh {
             cache::refresh(db, settings.cache_values_per_attribute).await?;
@@ -452,7 +472,11 @@ fn uuid_check(id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn record_run(db: &Db, sum: &CalcSummary, started_at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+async fn record_run(
+    db: &Db,
+    sum: &CalcSummary,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
     db.client
         .execute(
             &db.schemas.substitute(
@@ -500,8 +524,16 @@ async fn load_batch(db: &mut Db, due: &[Due]) -> Result<()> {
 }
 
 fn weight_of(w1: Option<&str>, w2: Option<&str>, has1: bool, has2: bool) -> Option<Decimal> {
-    let a = if has1 { Decimal::parse(w1?)? } else { Decimal::ONE };
-    let b = if has2 { Decimal::parse(w2?)? } else { Decimal::ONE };
+    let a = if has1 {
+        Decimal::parse(w1?)?
+    } else {
+        Decimal::ONE
+    };
+    let b = if has2 {
+        Decimal::parse(w2?)?
+    } else {
+        Decimal::ONE
+    };
     a.checked_mul(b)
 }
 
@@ -537,7 +569,10 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
             }
             let stream = db
                 .client
-                .copy_out(&format!("COPY ({}) TO STDOUT (FORMAT binary)", plan.pass_sql))
+                .copy_out(&format!(
+                    "COPY ({}) TO STDOUT (FORMAT binary)",
+                    plan.pass_sql
+                ))
                 .await
                 .pg_context(|| "evaluating the attribute definitions".into())?;
             let rows = BinaryCopyOutStream::new(stream, &types);
@@ -573,7 +608,11 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
                         Layout::Array { w1, w2 } => {
                             if let Some(raw) = row.get::<Raw>(col).0 {
                                 let elems = copy::text_array(raw);
-                                let stride = if weighted { 1 + w1 as usize + w2 as usize } else { 1 };
+                                let stride = if weighted {
+                                    1 + w1 as usize + w2 as usize
+                                } else {
+                                    1
+                                };
                                 for chunk in elems.chunks(stride) {
                                     let Some(v) = chunk[0] else { continue };
                                     let w = if weighted {
@@ -584,7 +623,11 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
                                         } else {
                                             None
                                         };
-                                        let b = if w2 { chunk.get(k).copied().flatten() } else { None };
+                                        let b = if w2 {
+                                            chunk.get(k).copied().flatten()
+                                        } else {
+                                            None
+                                        };
                                         weight_of(a, b, w1, w2)
                                     } else {
                                         None
@@ -761,7 +804,9 @@ async fn write_batch(
                 continue;
             };
             let idx = i32::from_be_bytes(idx.try_into().unwrap_or([0; 4])) as usize;
-            let Some(&a) = index.get(copy::text(attr)) else { continue };
+            let Some(&a) = index.get(copy::text(attr)) else {
+                continue;
+            };
             // a stored NULL is never a value we would write: forces a rewrite
             let v = row.get::<Raw>(2).0.map(copy::text).unwrap_or("\u{0}NULL");
             old[idx * n + a].push(v.to_string());
@@ -801,7 +846,9 @@ async fn write_batch(
             }
             if stage.is_none() {
                 let sink = tx
-                    .copy_in(&format!("COPY {STAGE} (idx, attribute_id, value) FROM STDIN"))
+                    .copy_in(&format!(
+                        "COPY {STAGE} (idx, attribute_id, value) FROM STDIN"
+                    ))
                     .await
                     .pg_context(|| "staging changed values".into())?;
                 stage = Some(TextCopy::new(sink, "the staging table"));

@@ -213,7 +213,11 @@ pub fn custom_sql(db: &Db, d: &Definition, numeric: bool) -> String {
            FROM {BATCH} b
           CROSS JOIN LATERAL (WITH {} SELECT cq.value FROM ({}\n) AS cq) AS q
           WHERE q.value IS NOT NULL",
-        if numeric { "trim_scale(q.value)" } else { "q.value" },
+        if numeric {
+            "trim_scale(q.value)"
+        } else {
+            "q.value"
+        },
         base_cte(db),
         d.query
     )
@@ -249,8 +253,10 @@ fn pg_message(e: tokio_postgres::Error) -> String {
 }
 
 fn is_srf_in_case(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|d| d.message().contains("set-returning functions are not allowed"))
+    e.as_db_error().is_some_and(|d| {
+        d.message()
+            .contains("set-returning functions are not allowed")
+    })
 }
 
 /// Validates every definition against the database and builds the plan.
@@ -280,7 +286,8 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                         ));
                         continue;
                     }
-                    let numeric = stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
+                    let numeric =
+                        stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
                     if let Err(e) = db.client.prepare(&custom_sql(db, d, numeric)).await {
                         errors.push(format!(
                             "attribute \"{}\": custom query: {}",
@@ -295,9 +302,8 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
             continue;
         }
         let mut layout = layout_for(d, false);
-        let probe = |layout: Layout| {
-            format!("SELECT {} FROM {scope}", columns(d, layout).join(", "))
-        };
+        let probe =
+            |layout: Layout| format!("SELECT {} FROM {scope}", columns(d, layout).join(", "));
         let mut res = db.client.prepare(&probe(layout)).await;
         if let Err(e) = &res {
             if is_srf_in_case(e) || (matches!(layout, Layout::Scalar { .. }) && srf_hint(e)) {
@@ -360,8 +366,10 @@ mod tests {
 
     #[test]
     fn conditions_quote_literals() {
-        let d = def(json!({"type": "last", "value": "x", "sources": ["web", "o'brien"],
-            "types": ["t"], "filter": "payload ? 'k'"}));
+        let d = def(
+            json!({"type": "last", "value": "x", "sources": ["web", "o'brien"],
+            "types": ["t"], "filter": "payload ? 'k'"}),
+        );
         assert_eq!(
             condition(&d).unwrap(),
             "e.source_id IN ('web', 'o''brien') AND e.type IN ('t') AND (payload ? 'k')"
@@ -371,8 +379,10 @@ mod tests {
 
     #[test]
     fn scalar_and_array_columns() {
-        let d = def(json!({"type": "most_frequent", "value": "payload->>'p'", "weight": "2",
-            "types": ["view"]}));
+        let d = def(
+            json!({"type": "most_frequent", "value": "payload->>'p'", "weight": "2",
+            "types": ["view"]}),
+        );
         let l = layout_for(&d, false);
         assert_eq!(l, Layout::Scalar { weight: true });
         let cols = columns(&d, l);
@@ -382,9 +392,18 @@ mod tests {
             "outer_value": "jsonb_array_elements(value)->>'c'", "outer_weight": "2",
             "outer_filter": "value <> 'x'"}));
         let l = layout_for(&o, false);
-        assert_eq!(l, Layout::Array { w1: false, w2: true });
+        assert_eq!(
+            l,
+            Layout::Array {
+                w1: false,
+                w2: true
+            }
+        );
         let c = &columns(&o, l)[0];
-        assert!(c.starts_with("ARRAY(SELECT unnest(ARRAY[o.value::text, o.weight::text])"), "{c}");
+        assert!(
+            c.starts_with("ARRAY(SELECT unnest(ARRAY[o.value::text, o.weight::text])"),
+            "{c}"
+        );
         assert!(c.contains("WHERE (value <> 'x')"), "{c}");
         // weights are not shipped for types that do not use them
         let s = def(json!({"type": "sum", "value": "x", "weight": "2"}));

@@ -47,23 +47,24 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     if args.check {
         let lines = attrs::check(&mut db).await?;
         let bad = lines.iter().filter(|l| !l.ok).count();
-        app.out.emit(&json!({"ok": bad == 0, "checked": lines}), || {
-            let mut t = crate::output::table(["attribute", "type", "result"]);
-            for l in &lines {
-                t.add_row(vec![
-                    l.attribute.clone(),
-                    l.kind.clone().unwrap_or_default(),
-                    l.error.clone().unwrap_or_else(|| "ok".into()),
-                ]);
-            }
-            t.to_string()
-        })?;
+        app.out
+            .emit(&json!({"ok": bad == 0, "checked": lines}), || {
+                let mut t = crate::output::table(["attribute", "type", "result"]);
+                for l in &lines {
+                    t.add_row(vec![
+                        l.attribute.clone(),
+                        l.kind.clone().unwrap_or_default(),
+                        l.error.clone().unwrap_or_else(|| "ok".into()),
+                    ]);
+                }
+                t.to_string()
+            })?;
         if bad > 0 {
             bail!("{bad} of {} definitions failed the check; fix them in the attributes/context tables", lines.len());
         }
         return Ok(());
     }
-    db.lock_job("calc-attrs").await?;
+    attrs::lock(&db).await?;
     if args.from_scratch && !args.dry_run {
         crate::output::confirm(
             &format!(
@@ -104,7 +105,11 @@ fn render(sum: &CalcSummary, opts: &CalcOptions) -> String {
                 v.kind.clone(),
                 v.values.join("\n"),
                 v.stored.join("\n"),
-                if v.changed { "changed".into() } else { String::new() },
+                if v.changed {
+                    "changed".into()
+                } else {
+                    String::new()
+                },
             ]);
         }
         s.push_str(&t.to_string());
@@ -121,15 +126,36 @@ fn render(sum: &CalcSummary, opts: &CalcOptions) -> String {
     }
     let mut t = crate::output::table(["calc-attrs", ""]);
     let n = crate::output::num;
-    t.add_row(vec!["mode".to_string(), if sum.dry_run { format!("{} (dry run: nothing written)", sum.mode) } else { sum.mode.clone() }]);
-    t.add_row(vec!["attributes".to_string(), sum.attributes.to_string()]);
-    t.add_row(vec!["entities calculated".to_string(), n(sum.entities_calculated as i64)]);
     t.add_row(vec![
-        if sum.dry_run { "entities that would change" } else { "entities changed" }.to_string(),
+        "mode".to_string(),
+        if sum.dry_run {
+            format!("{} (dry run: nothing written)", sum.mode)
+        } else {
+            sum.mode.clone()
+        },
+    ]);
+    t.add_row(vec!["attributes".to_string(), sum.attributes.to_string()]);
+    t.add_row(vec![
+        "entities calculated".to_string(),
+        n(sum.entities_calculated as i64),
+    ]);
+    t.add_row(vec![
+        if sum.dry_run {
+            "entities that would change"
+        } else {
+            "entities changed"
+        }
+        .to_string(),
         n(sum.entities_changed as i64),
     ]);
-    t.add_row(vec!["values written".to_string(), n(sum.values_written as i64)]);
-    t.add_row(vec!["values removed".to_string(), n(sum.values_deleted as i64)]);
+    t.add_row(vec![
+        "values written".to_string(),
+        n(sum.values_written as i64),
+    ]);
+    t.add_row(vec![
+        "values removed".to_string(),
+        n(sum.values_deleted as i64),
+    ]);
     if !sum.contexts_refreshed.is_empty() {
         t.add_row(vec![
             "context recomputed".to_string(),
@@ -141,11 +167,19 @@ fn render(sum: &CalcSummary, opts: &CalcOptions) -> String {
         ]);
     }
     if !sum.contexts_stale.is_empty() {
-        t.add_row(vec!["context stale".to_string(), sum.contexts_stale.join(", ")]);
+        t.add_row(vec![
+            "context stale".to_string(),
+            sum.contexts_stale.join(", "),
+        ]);
     }
     t.add_row(vec![
         "caches".to_string(),
-        if sum.cache_refreshed { "refreshed" } else { "fresh, kept" }.to_string(),
+        if sum.cache_refreshed {
+            "refreshed"
+        } else {
+            "fresh, kept"
+        }
+        .to_string(),
     ]);
     for sk in &sum.skipped {
         t.add_row(vec![

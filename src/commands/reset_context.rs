@@ -25,16 +25,23 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     let keys = context::resolve_keys(&db, &args.keys).await?;
     if args.dry_run {
         return app.out.emit(&json!({"dry_run": true, "keys": keys}), || {
-            format!("would reset {} key(s): {} (dry run: nothing changed)", keys.len(), keys.join(", "))
+            format!(
+                "would reset {} key(s): {} (dry run: nothing changed)",
+                keys.len(),
+                keys.join(", ")
+            )
         });
     }
     if args.now {
-        db.lock_job("calc-attrs").await?;
+        crate::attrs::lock(&db).await?;
         let values = context::refresh(&mut db, &keys).await?;
         return app.out.emit(&json!({"recomputed": values}), || {
             let mut t = crate::output::table(["key", "value"]);
             for v in &values {
-                t.add_row(vec![v.key.clone(), v.value.clone().unwrap_or_else(|| "NULL".into())]);
+                t.add_row(vec![
+                    v.key.clone(),
+                    v.value.clone().unwrap_or_else(|| "NULL".into()),
+                ]);
             }
             t.to_string()
         });
