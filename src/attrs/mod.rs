@@ -930,6 +930,65 @@ async fn write_batch(
     Ok(res)
 }
 
+/// The `demo` pipeline step: calculates every due entity (none yet when
+/// stitching has not run) and shows a few entities' attributes.
+pub async fn demo_step(db: &mut Db, out: &Output) -> Result<(String, serde_json::Value)> {
+    let t = Instant::now();
+    let sum = calculate(db, &CalcOptions::default(), out).await?;
+    out.info(format!(
+        "calc-attrs: {} entities, {} values written in {:.1}s",
+        sum.entities_calculated,
+        sum.values_written,
+        t.elapsed().as_secs_f64()
+    ));
+    let rows = db
+        .client
+        .query(
+            &db.schemas.substitute(
+                "WITH top AS (SELECT customer_entity_id AS id FROM {{attr}}.customer_attributes
+                               GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 3)
+                 SELECT ca.customer_entity_id::text, ca.attribute_id, string_agg(ca.value, ', ' ORDER BY ca.value)
+                   FROM {{attr}}.customer_attributes ca JOIN top ON top.id = ca.customer_entity_id
+                  GROUP BY 1, 2 ORDER BY 1, 2",
+            ),
+            &[],
+        )
+        .await
+        .pg_context(|| "reading sample attributes".into())?;
+    let mut sample: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    for r in &rows {
+        let id: String = r.get(0);
+        if sample.last().map(|(e, _)| e != &id).unwrap_or(true) {
+            sample.push((id.clone(), serde_json::Map::new()));
+        }
+        sample
+            .last_mut()
+            .unwrap()
+            .1
+            .insert(r.get(1), json!(r.get::<_, String>(2)));
+    }
+    for (id, attrs) in &sample {
+        let line: Vec<String> = attrs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        out.info(format!("  entity {id}: {}", line.join("; ")));
+    }
+    if sum.entities_due == 0 {
+        out.info("  (no customer entities yet: stitching creates them)");
+    }
+    Ok((
+        "calc-attrs".into(),
+        json!({
+            "entities": sum.entities_calculated,
+            "entities_changed": sum.entities_changed,
+            "values_written": sum.values_written,
+            "contexts_refreshed": sum.contexts_refreshed.len(),
+            "sample": sample.iter().map(|(id, a)| json!({"entity": id, "attributes": a})).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
 /// One line per definition of `calc-attrs --check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckLine {
