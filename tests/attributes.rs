@@ -1115,3 +1115,19 @@ async fn attribute_flag_caches_dry_run_and_config() {
     assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
     assert!(!stored(&c).await.is_empty());
 }
+
+#[test]
+fn example_config_documents_the_attributes_section() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json"))
+            .unwrap();
+    let cfg = cdpctl::config::Config::from_json(&text, "examples/cdpctl.json").unwrap();
+    assert_eq!(
+        attrs::Settings::from_config(&cfg).unwrap(),
+        attrs::Settings::default()
+    );
+    let bad = cdpctl::config::Config::from_json(r#"{"attributes": {"batch_size": "many"}}"#, "x")
+        .unwrap();
+    let err = attrs::Settings::from_config(&bad).unwrap_err().to_string();
+    assert!(err.contains("key \"attributes.batch_size\""), "{err}");
+}

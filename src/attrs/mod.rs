@@ -173,6 +173,11 @@ pub struct CalcSummary {
     pub cache_refreshed: bool,
     pub skipped: Vec<SkipCount>,
     pub seconds: f64,
+    /// Where the time went: evaluating built-in attributes (the pass and
+    /// the aggregation), custom queries, diffing and writing.
+    pub seconds_pass: f64,
+    pub seconds_custom: f64,
+    pub seconds_write: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity: Option<Vec<EntityValue>>,
 }
@@ -410,12 +415,16 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             .collect();
         last = due.last().map(|d| d.id.clone());
         load_batch(db, &due).await?;
-        let acc = db.cancellable(evaluate(db, &plan, due.len())).await?;
+        let (acc, t_pass, t_custom) = db.cancellable(evaluate(db, &plan, due.len())).await?;
+        sum.seconds_pass += t_pass;
+        sum.seconds_custom += t_custom;
+        let t_write = Instant::now();
         for a in 0..plan.defs.len() {
             skipped_nn[a] += acc.skipped_not_numeric[a];
             skipped_bw[a] += acc.skipped_bad_weight[a];
         }
         let res = write_with_retry(db, &plan, &acc, &due, writes, !partial).await?;
+        sum.seconds_write += t_write.elapsed().as_secs_f64();
         sum.entities_calculated += res.present;
         sum.entities_changed += res.changed_entities;
         sum.values_written += res.inserted;
@@ -538,22 +547,30 @@ fn weight_of(w1: Option<&str>, w2: Option<&str>, has1: bool, has2: bool) -> Opti
 }
 
 /// Evaluates every definition over the batch in one read-only transaction.
-async fn evaluate(db: &Db, plan: &Plan, entities: usize) -> Result<Accumulator> {
+/// Returns the values and the seconds spent on the pass and on custom queries.
+async fn evaluate(db: &Db, plan: &Plan, entities: usize) -> Result<(Accumulator, f64, f64)> {
     let kinds: Vec<Kind> = plan.defs.iter().map(|d| d.kind).collect();
     let mut acc = Accumulator::new(kinds, entities);
-    let res = evaluate_into(db, plan, &mut acc).await;
+    let mut times = (0.0, 0.0);
+    let res = evaluate_into(db, plan, &mut acc, &mut times).await;
     match res {
-        Ok(()) => Ok(acc),
+        Ok(()) => Ok((acc, times.0, times.1)),
         Err(e) => Err(diagnose(db, plan, e).await),
     }
 }
 
-async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()> {
+async fn evaluate_into(
+    db: &Db,
+    plan: &Plan,
+    acc: &mut Accumulator,
+    times: &mut (f64, f64),
+) -> Result<()> {
     db.client
         .batch_execute("BEGIN READ ONLY")
         .await
         .pg_context(|| "starting a read-only transaction".into())?;
     let res = async {
+        let t = Instant::now();
         if !plan.builtin.is_empty() {
             let mut types = vec![Type::INT4, Type::TIMESTAMPTZ, Type::UUID];
             for (_, layout) in &plan.builtin {
@@ -641,6 +658,8 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
                 }
             }
         }
+        times.0 = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         for &(i, numeric) in &plan.customs {
             let d = &plan.defs[i];
             let stream = db
@@ -662,6 +681,7 @@ async fn evaluate_into(db: &Db, plan: &Plan, acc: &mut Accumulator) -> Result<()
                 acc.add(idx, i, copy::text(v), None, 0, 0);
             }
         }
+        times.1 = t.elapsed().as_secs_f64();
         Ok::<(), anyhow::Error>(())
     }
     .await;
@@ -767,16 +787,32 @@ async fn write_batch(
         .collect();
     let tx = db.client.transaction().await?;
     // Lock the batch's entities (stitching may merge or delete them
-    // meanwhile); `fresh` = unchanged since they were selected.
-    let lock_sql = format!(
-        "SELECT b.idx, e.xmin::text = b.seen FROM {BATCH} b JOIN {}.customer_entities e ON e.id = b.id ORDER BY e.id{}",
-        s.attr,
-        if apply { " FOR UPDATE OF e" } else { "" }
-    );
+    // meanwhile) and mark them calculated in one statement: an entity whose
+    // row changed since it was selected (new events, a merge) stays due.
+    let lock_sql = if apply {
+        format!(
+            "UPDATE {attr}.customer_entities e
+                SET calculated = {}
+               FROM {BATCH} b
+              WHERE e.id = b.id
+          RETURNING b.idx",
+            if mark {
+                "CASE WHEN e.xmin::text = b.seen THEN now() AT TIME ZONE 'UTC' ELSE e.calculated END"
+            } else {
+                "e.calculated"
+            },
+            attr = s.attr
+        )
+    } else {
+        format!(
+            "SELECT b.idx FROM {BATCH} b JOIN {}.customer_entities e ON e.id = b.id",
+            s.attr
+        )
+    };
     let rows = tx
         .query(&lock_sql, &[])
         .await
-        .pg_context(|| "locking the batch's entities".into())?;
+        .pg_context(|| "locking and marking the batch's entities".into())?;
     let mut present = vec![false; due.len()];
     for r in &rows {
         present[r.get::<_, i32>(0) as usize] = true;
@@ -912,19 +948,6 @@ async fn write_batch(
         .pg_context(|| "journalling attribute changes in entity_changes".into())?;
         res.deleted = deleted;
         res.inserted = inserted;
-    }
-    if mark {
-        tx.execute(
-            &format!(
-                "UPDATE {attr}.customer_entities e SET calculated = now() AT TIME ZONE 'UTC'
-                   FROM {BATCH} b
-                  WHERE e.id = b.id AND e.xmin::text = b.seen",
-                attr = s.attr
-            ),
-            &[],
-        )
-        .await
-        .pg_context(|| "marking entities calculated".into())?;
     }
     tx.commit().await.context("committing attribute values")?;
     Ok(res)
