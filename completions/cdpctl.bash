@@ -16,6 +16,9 @@ _cdpctl() {
             ",$1")
                 cmd="cdpctl"
                 ;;
+            cdpctl,calc-attrs)
+                cmd="cdpctl__subcmd__calc__subcmd__attrs"
+                ;;
             cdpctl,completions)
                 cmd="cdpctl__subcmd__completions"
                 ;;
@@ -28,14 +31,14 @@ _cdpctl() {
             cdpctl,init)
                 cmd="cdpctl__subcmd__init"
                 ;;
-            cdpctl,membership)
-                cmd="cdpctl__subcmd__membership"
-                ;;
-            cdpctl,migrate-audiences)
-                cmd="cdpctl__subcmd__migrate__subcmd__audiences"
+            cdpctl,reset-context)
+                cmd="cdpctl__subcmd__reset__subcmd__context"
                 ;;
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
+                ;;
+            cdpctl__subcmd__help,calc-attrs)
+                cmd="cdpctl__subcmd__help__subcmd__calc__subcmd__attrs"
                 ;;
             cdpctl__subcmd__help,completions)
                 cmd="cdpctl__subcmd__help__subcmd__completions"
@@ -49,11 +52,8 @@ _cdpctl() {
             cdpctl__subcmd__help,init)
                 cmd="cdpctl__subcmd__help__subcmd__init"
                 ;;
-            cdpctl__subcmd__help,membership)
-                cmd="cdpctl__subcmd__help__subcmd__membership"
-                ;;
-            cdpctl__subcmd__help,migrate-audiences)
-                cmd="cdpctl__subcmd__help__subcmd__migrate__subcmd__audiences"
+            cdpctl__subcmd__help,reset-context)
+                cmd="cdpctl__subcmd__help__subcmd__reset__subcmd__context"
                 ;;
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
@@ -65,12 +65,50 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status migrate-audiences membership demo completions help"
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status calc-attrs reset-context demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__calc__subcmd__attrs)
+            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --attribute)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --entity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -151,8 +189,22 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status migrate-audiences membership demo completions help"
+            opts="init status calc-attrs reset-context demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__calc__subcmd__attrs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -220,21 +272,7 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__help__subcmd__membership)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cdpctl__subcmd__help__subcmd__migrate__subcmd__audiences)
+        cdpctl__subcmd__help__subcmd__reset__subcmd__context)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -288,71 +326,13 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__membership)
-            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --yes --quiet --verbose --help --version"
+        cdpctl__subcmd__reset__subcmd__context)
+            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --contact-id)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --contact-reference)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --campaign)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --database-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --format)
-                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cdpctl__subcmd__migrate__subcmd__audiences)
-            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --campaign)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-references)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-references)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --concurrency)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --batch-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

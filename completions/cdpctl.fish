@@ -35,8 +35,8 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "migrate-audiences" -d 'Move campaign audiences from contact references to contact ids (through DynamoDB)'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "membership" -d 'Which of these campaigns contain a contact (reads both audience structures)'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "calc-attrs" -d 'Calculate customer attributes for entities with new activity'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "reset-context" -d 'Mark context keys stale (or recompute them now)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -59,36 +59,36 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l campaign -d 'Campaign to migrate (repeatable)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l min-references -d 'Only campaigns with at least N legacy references' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l max-references -d 'Only campaigns with at most N legacy references' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l concurrency -d 'BatchGetItem requests in flight [default: audiences.migration.concurrency, 8]' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l batch-size -d 'References per transaction and checkpoint [default: audiences.migration.batch_size, 5000]' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l attribute -d 'Only this attribute (repeatable); entities stay due for the others' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l entity -d 'Compute one entity and print its values (writes nothing without --write)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l batch-size -d 'Entities per batch (default: attributes.batch_size, 100000)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l all -d 'Every campaign that has rows in the legacy contact-reference table'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l restart -d 'Start the chosen campaigns over from their first reference (rows merge, nothing is duplicated)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l drop-source -d 'After verification, delete the migrated campaigns\' legacy rows (asks first)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l dry-run -d 'Print per campaign the references left and the DynamoDB reads needed; change nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l contact-id -d 'The contact\'s id' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l contact-reference -d 'The contact\'s reference; alone, its contact id is looked up in DynamoDB' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l campaign -d 'Campaign to check (repeatable, or comma-separated)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l all -d 'Recalculate every entity, keeping stored values until replaced'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l from-scratch -d 'Delete every attribute value, then calculate every entity (asks first)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l write -d 'With --entity: store the computed values'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l check -d 'Validate every definition and context query against the database; writes nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l refresh-cache -d 'Rebuild the cache tables even if they are fresh'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l no-cache -d 'Leave the cache tables alone'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l dry-run -d 'Evaluate and report what would change; write nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l now -d 'Recompute them immediately instead of on the next calc-attrs'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l dry-run -d 'Show which keys would be reset; change nothing'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l customers -d 'Number of customers to generate' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l seed -d 'Random seed: the same seed gives the same data' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -110,10 +110,10 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "migrate-audiences" -d 'Move campaign audiences from contact references to contact ids (through DynamoDB)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "membership" -d 'Which of these campaigns contain a contact (reads both audience structures)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "completions" -d 'Print shell completions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status migrate-audiences membership demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "calc-attrs" -d 'Calculate customer attributes for entities with new activity'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "reset-context" -d 'Mark context keys stale (or recompute them now)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "completions" -d 'Print shell completions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -66,6 +66,10 @@ pub enum Command {
     Membership(commands::membership::Args),
     /// Profile stitching: resolve queued events into customer entities; `explain` shows why
     Stitch(commands::stitch::Args),
+    /// Calculate customer attributes for entities with new activity
+    CalcAttrs(commands::calc_attrs::Args),
+    /// Mark context keys stale (or recompute them now)
+    ResetContext(commands::reset_context::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
     /// A customer's campaigns as they were at a moment; --diff-from, --timeline

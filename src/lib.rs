@@ -6,6 +6,7 @@
 //! algorithms in modules without a database.
 
 pub mod audiences;
+pub mod attrs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -97,5 +98,9 @@ pub async fn run_async(cli: Cli) -> Result<()> {
             commands::flush_segment::run(&App::new(&global)?, args).await
         }
         Command::Stitch(args) => commands::stitch::run(&App::new(&global)?, args).await,
+        Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
+        Command::ResetContext(args) => {
+            commands::reset_context::run(&App::new(&global)?, args).await
+        }
     }
 }

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("030", "audience_migration", "030_audience_migration.sql"),
     migration!("060", "segments", "060_segments.sql"),
     migration!("010", "stitching", "010_stitching.sql"),
+    migration!("020", "attributes", "020_attributes.sql"),
 ];
 
 impl Migration {

@@ -131,6 +131,7 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         "stitch".to_string(),
         crate::stitch::summary_json(&stitched)?,
     ));
+    steps.push(crate::attrs::demo_step(&mut db, out).await?);
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -1,6 +1,7 @@
 //! One module per command: an `Args` struct and a `run` that glues the job
 //! code to the output. No SQL and no algorithms here.
 
+pub mod calc_attrs;
 pub mod completions;
 pub mod demo;
 pub mod history_at;
@@ -11,5 +12,6 @@ pub mod init;
 pub mod rollback;
 pub mod membership;
 pub mod migrate_audiences;
+pub mod reset_context;
 pub mod status;
 pub mod stitch;

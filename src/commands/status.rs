@@ -85,6 +85,7 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     items.extend(crate::audiences::status_items(db).await?);
     items.extend(crate::segments::status_items(db).await?);
     items.extend(crate::stitch::status_items(db).await?);
+    items.extend(crate::attrs::status_items(db).await?);
     items.extend(jobs(db).await?);
     Ok(items)
 }
