@@ -58,6 +58,8 @@ pub enum Command {
     Status(commands::status::Args),
     /// Seed a realistic sample CDP and run the pipeline end to end
     Demo(commands::demo::Args),
+    /// Recalculate rule-based contact groups for the entities that changed
+    CalcAudiences(commands::calc_audiences::Args),
     /// Print shell completions
     Completions(commands::completions::Args),
 }

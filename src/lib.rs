@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod groups;
 pub mod output;
 pub mod pgcluster;
 pub mod schema;
@@ -75,5 +76,8 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
+        Command::CalcAudiences(args) => {
+            commands::calc_audiences::run(&App::new(&global)?, args).await
+        }
     }
 }

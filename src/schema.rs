@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("003", "history", "003_history.sql"),
     migration!("004", "entities", "004_entities.sql"),
     migration!("005", "segment_queue", "005_segment_queue.sql"),
+    migration!("070", "groups", "070_groups.sql"),
 ];
 
 impl Migration {

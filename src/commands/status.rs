@@ -80,6 +80,7 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     }
     schema::require_schemas(db).await?;
     items.extend(core(db).await?);
+    items.extend(crate::groups::status_items(db).await?);
     items.extend(jobs(db).await?);
     Ok(items)
 }
