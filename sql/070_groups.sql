@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS {{audience}}.group_member_changes (
 );
 CREATE INDEX IF NOT EXISTS group_member_changes_group_idx ON {{audience}}.group_member_changes (group_id, id);
 
+-- Entities every group has evaluated at least once. An entity that shows up
+-- in the change journal without being listed here is new: it is evaluated
+-- against every group once (a rule such as "has no e-mail" holds for it
+-- without any dependency changing), afterwards only by dependencies.
+CREATE TABLE IF NOT EXISTS {{audience}}.group_entities_seen (
+    entity_id uuid PRIMARY KEY
+);
+
 -- Attribute values are text; numeric rule operators compare the values that
 -- look like decimal numbers and ignore the rest (never a cast error).
 CREATE OR REPLACE FUNCTION {{audience}}.to_num(v text) RETURNS numeric

@@ -59,6 +59,8 @@ pub struct RunReport {
     pub journal_rows: i64,
     pub changed_entities: i64,
     pub removed_entities: i64,
+    /// Journal entities no group had evaluated yet: evaluated by every group.
+    pub new_entities: i64,
     pub groups_evaluated: usize,
     pub groups_skipped: usize,
     pub batches: usize,
@@ -189,9 +191,12 @@ pub async fn run(
     // session temp tables
     c.batch_execute(
         "DROP TABLE IF EXISTS pg_temp.grp_journal, pg_temp.grp_removed, pg_temp.grp_cand, pg_temp.grp_cand_ids,
-                              pg_temp.grp_batch, pg_temp.grp_diff, pg_temp.grp_feat, pg_temp.grp_dep_attr, pg_temp.grp_dep_event;
+                              pg_temp.grp_batch, pg_temp.grp_diff, pg_temp.grp_feat, pg_temp.grp_dep_attr, pg_temp.grp_dep_event,
+                              pg_temp.grp_new, pg_temp.grp_seen;
          CREATE TEMP TABLE grp_journal (seq bigint, entity_id uuid, kind text, items text[]);
          CREATE TEMP TABLE grp_removed (id uuid PRIMARY KEY);
+         CREATE TEMP TABLE grp_new (id uuid PRIMARY KEY);
+         CREATE TEMP TABLE grp_seen (id uuid);
          CREATE TEMP TABLE grp_cand (group_id text, id uuid);
          CREATE TEMP TABLE grp_batch (id uuid PRIMARY KEY);
          CREATE TEMP TABLE grp_diff (group_id text, entity_id uuid, verb text, PRIMARY KEY (group_id, entity_id));
@@ -222,14 +227,27 @@ pub async fn run(
         )
         .await
         .context("an item of a 'merged' journal row is not an entity id")?;
+        exec(
+            c,
+            &s.substitute(
+                "INSERT INTO grp_new SELECT DISTINCT j.entity_id FROM grp_journal j
+                  WHERE j.kind <> 'removed'
+                    AND NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = j.entity_id)
+                    AND NOT EXISTS (SELECT 1 FROM {{audience}}.group_entities_seen s WHERE s.entity_id = j.entity_id)",
+            ),
+            "finding new entities",
+        )
+        .await?;
         let r = c
             .query_one(
-                "SELECT (SELECT count(DISTINCT entity_id) FROM grp_journal), (SELECT count(*) FROM grp_removed)",
+                "SELECT (SELECT count(DISTINCT entity_id) FROM grp_journal), (SELECT count(*) FROM grp_removed),
+                        (SELECT count(*) FROM grp_new)",
                 &[],
             )
             .await?;
         report.changed_entities = r.get(0);
         report.removed_entities = r.get(1);
+        report.new_entities = r.get(2);
     }
 
     // candidates of incremental groups, from their dependencies
@@ -288,6 +306,8 @@ pub async fn run(
                  SELECT g.group_id, j.entity_id
                    FROM grp_journal j CROSS JOIN unnest($1::text[]) AS g(group_id)
                   WHERE j.kind = 'merged'
+                 UNION ALL
+                 SELECT g.group_id, n.id FROM grp_new n CROSS JOIN unnest($1::text[]) AS g(group_id)
              ) x
              WHERE NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = x.id)",
             &[&incr_ids],
@@ -356,7 +376,9 @@ pub async fn run(
         pb.set_length(report.batches as u64);
     }
 
-    // full groups, batch by batch
+    // full groups, batch by batch; when every group runs in full, the
+    // entities evaluated are recorded as seen by all groups
+    let all_full = consume && incr.is_empty();
     for (lo, hi) in &ranges {
         let needed: Vec<&Plan> = full.clone();
         evaluate_batch(
@@ -368,6 +390,14 @@ pub async fn run(
             true,
         )
         .await?;
+        if all_full {
+            exec(
+                c,
+                "INSERT INTO grp_seen SELECT id FROM grp_feat",
+                "recording evaluated entities",
+            )
+            .await?;
+        }
         if let Some(pb) = progress {
             pb.inc(1);
         }
@@ -610,6 +640,16 @@ async fn apply_in_tx(
         .await
         .pg_context(|| "deleting the consumed journal rows".into())?;
     }
+    if consume {
+        tx.batch_execute(&s.substitute(
+            "INSERT INTO grp_seen SELECT entity_id FROM grp_journal j
+              WHERE kind <> 'removed' AND NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = j.entity_id);
+             INSERT INTO {{audience}}.group_entities_seen SELECT DISTINCT id FROM grp_seen ON CONFLICT DO NOTHING;
+             DELETE FROM {{audience}}.group_entities_seen s USING grp_removed r WHERE s.entity_id = r.id;",
+        ))
+        .await
+        .pg_context(|| "recording evaluated entities".into())?;
+    }
     let contact = "(SELECT min(ca.value) FROM {{attr}}.customer_attributes ca
                      WHERE ca.customer_entity_id = d.entity_id AND ca.attribute_id = $2)";
     let removed = tx
@@ -673,9 +713,9 @@ async fn apply_in_tx(
         &s.substitute(
             "UPDATE {{audience}}.groups g
                 SET evaluated_hash = u.hash,
-                    last_full_at = CASE WHEN u.full THEN $5 ELSE g.last_full_at END,
+                    last_full_at = CASE WHEN u.is_full THEN $5 ELSE g.last_full_at END,
                     context_stamp = u.stamp
-               FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(id, hash, full, stamp)
+               FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[]) AS u(id, hash, is_full, stamp)
               WHERE g.id = u.id",
         ),
         &[&ids, &hashes, &full, &stamps, &now],
