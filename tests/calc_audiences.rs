@@ -1023,3 +1023,50 @@ async fn watch_stops_cleanly_on_sigterm() {
     assert_eq!(first["groups_evaluated"], group_specs().len());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after"));
 }
+
+/// The demo step over the sample CDP, with stitching and attribute
+/// calculation stood in for by plain SQL (one entity per generated customer).
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_groups_over_the_sample_data() {
+    let t = TestDb::new().await;
+    let mut db = t.db().await;
+    // without entities the step is skipped with a reason
+    let skipped = cdpctl::groups::demo(&mut db, now()).await.unwrap();
+    assert!(skipped["skipped"].as_str().unwrap().contains("no customer entities"));
+
+    let opts = cdpctl::demo::GenOptions {
+        customers: 300,
+        chains: 0,
+        ..Default::default()
+    };
+    let schemas = db.schemas.clone();
+    cdpctl::demo::load(&mut db.client, &schemas, &opts).await.unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO cdp_ps.event_entities (event_id, entity_id)
+             SELECT id, md5('c' || coalesce(substring(payload->>'cookie_id' from 'ck-(\\d+)-'),
+                                           substring(payload->>'email' from '(?i)user(\\d+)@'),
+                                           substring(payload->>'device_id' from 'dev-(\\d+)'), id::text))::uuid
+               FROM cdp_ce.customer_events;
+             INSERT INTO cdp_attr.customer_entities (id) SELECT DISTINCT entity_id FROM cdp_ps.event_entities;
+             INSERT INTO cdp_attr.customer_attributes (customer_entity_id, attribute_id, value)
+             SELECT ee.entity_id, 'total_spent', sum((ce.payload->>'amount')::numeric)::text
+               FROM cdp_ps.event_entities ee JOIN cdp_ce.customer_events ce ON ce.id = ee.event_id
+              WHERE ce.type = 'purchase' AND ce.payload->>'currency' = 'EUR' AND ce.payload->>'amount' ~ '^[0-9.]+$'
+              GROUP BY 1;
+             INSERT INTO cdp_attr.customer_attributes (customer_entity_id, attribute_id, value)
+             SELECT DISTINCT ON (ee.entity_id) ee.entity_id, 'favourite_page', ce.payload->>'page'
+               FROM cdp_ps.event_entities ee JOIN cdp_ce.customer_events ce ON ce.id = ee.event_id
+              WHERE ce.type = 'page_view'
+              GROUP BY ee.entity_id, ce.payload->>'page' ORDER BY ee.entity_id, count(*) DESC, ce.payload->>'page';",
+        )
+        .await
+        .unwrap();
+    let res = cdpctl::groups::demo(&mut db, opts.now).await.unwrap();
+    let sizes = res["groups"].as_object().unwrap();
+    assert_eq!(sizes.len(), cdpctl::groups::demo_specs().len());
+    for (g, n) in sizes {
+        let n = n.as_i64().unwrap();
+        assert!(n > 0 && n < res["entities"].as_i64().unwrap(), "demo group {g} has {n} members");
+    }
+}
