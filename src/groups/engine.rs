@@ -546,7 +546,7 @@ async fn evaluate_batch(
             let sql = if full {
                 let (lo, hi) = match batch {
                     Batch::Range(lo, hi) => (lo, hi),
-                    Batch::Table(_) => unreachable!(),
+                    _ => unreachable!("full groups are evaluated over key ranges"),
                 };
                 let mut range = String::new();
                 if let Some(lo) = lo {

@@ -839,6 +839,9 @@ pub enum Batch {
     Table(String),
     /// A key range of customer_entities (exclusive lower, inclusive upper bound).
     Range(Option<String>, Option<String>),
+    /// One entity given by an SQL expression (such as a query parameter): the
+    /// per-entity evaluation of the benchmark's baseline.
+    One(String),
 }
 
 /// `CREATE TEMP TABLE <name> AS` the feature rows of a batch: one row per
@@ -852,8 +855,29 @@ pub fn features_sql(
     attributes: &BTreeSet<String>,
     activities: &BTreeMap<String, String>,
 ) -> String {
+    format!(
+        "CREATE TEMP TABLE {name} AS\n{}",
+        features_select(env, batch, attributes, activities)
+    )
+}
+
+/// The SELECT producing the feature rows of a batch.
+pub fn features_select(
+    env: &SqlEnv,
+    batch: &Batch,
+    attributes: &BTreeSet<String>,
+    activities: &BTreeMap<String, String>,
+) -> String {
     let s = &env.schemas;
     let (ids, attr_keep, ev_keep) = match batch {
+        Batch::One(expr) => (
+            format!(
+                "SELECT ent.id FROM {}.customer_entities ent WHERE ent.id = {expr}",
+                s.attr
+            ),
+            format!("ca.customer_entity_id = {expr}"),
+            format!("ee.entity_id = {expr}"),
+        ),
         Batch::Table(t) => (
             format!(
                 "SELECT ent.id FROM {t} b JOIN {}.customer_entities ent ON ent.id = b.id",
@@ -884,7 +908,7 @@ pub fn features_sql(
             )
         }
     };
-    let mut sql = format!("CREATE TEMP TABLE {name} AS\nSELECT b.id");
+    let mut sql = "SELECT b.id".to_string();
     for a in attributes {
         let _ = write!(sql, ", av.{}", attr_column(a));
     }
