@@ -1032,7 +1032,10 @@ async fn demo_groups_over_the_sample_data() {
     let mut db = t.db().await;
     // without entities the step is skipped with a reason
     let skipped = cdpctl::groups::demo(&mut db, now()).await.unwrap();
-    assert!(skipped["skipped"].as_str().unwrap().contains("no customer entities"));
+    assert!(skipped["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("no customer entities"));
 
     let opts = cdpctl::demo::GenOptions {
         customers: 300,
@@ -1040,7 +1043,9 @@ async fn demo_groups_over_the_sample_data() {
         ..Default::default()
     };
     let schemas = db.schemas.clone();
-    cdpctl::demo::load(&mut db.client, &schemas, &opts).await.unwrap();
+    cdpctl::demo::load(&mut db.client, &schemas, &opts)
+        .await
+        .unwrap();
     db.client
         .batch_execute(
             "INSERT INTO cdp_ps.event_entities (event_id, entity_id)
@@ -1067,6 +1072,66 @@ async fn demo_groups_over_the_sample_data() {
     assert_eq!(sizes.len(), cdpctl::groups::demo_specs().len());
     for (g, n) in sizes {
         let n = n.as_i64().unwrap();
-        assert!(n > 0 && n < res["entities"].as_i64().unwrap(), "demo group {g} has {n} members");
+        assert!(
+            n > 0 && n < res["entities"].as_i64().unwrap(),
+            "demo group {g} has {n} members"
+        );
     }
+}
+
+/// A custom predicate reading a context key is recalculated in full when the
+/// key changes, and not otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn context_changes_recalculate_dependent_groups() {
+    let m = gen_model(7, 40);
+    let s = Setup::new(&m).await;
+    let c = s.t.client().await;
+    c.batch_execute(
+        "INSERT INTO cdp_attr.context (key, value, modified) VALUES ('min_spent', '100', '2026-11-01 00:00:00')",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctx.json");
+    std::fs::write(
+        &path,
+        json!([{"id": "above_context", "rule": {"sql":
+            "EXISTS (SELECT 1 FROM {{attr}}.customer_attributes a WHERE a.customer_entity_id = e.id AND a.attribute_id = 'total_spent' AND {{audience}}.to_num(a.value) > (SELECT value::numeric FROM {{attr}}.context WHERE key = 'min_spent'))",
+            "depends_on": {"attributes": ["total_spent"], "context": ["min_spent"]}}}])
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(s.t.cli().args(["calc-audiences", "--define"]).arg(&path));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let count = |min: f64| {
+        m.entities
+            .values()
+            .filter(|e| {
+                e.attrs
+                    .get("total_spent")
+                    .is_some_and(|v| v.iter().any(|x| to_num(x).is_some_and(|n| n > min)))
+            })
+            .count() as i64
+    };
+    let members = |r: &Value| {
+        r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == "above_context")
+            .unwrap()["members"]
+            .as_i64()
+            .unwrap()
+    };
+    let r = s.calc(&[], now());
+    assert_eq!(members(&r), count(100.0));
+    let r = s.calc(&[], now());
+    assert_eq!(group_mode(&r, "above_context"), "skipped");
+    c.batch_execute("UPDATE cdp_attr.context SET value = '200', modified = '2026-11-01 06:00:00' WHERE key = 'min_spent'")
+        .await
+        .unwrap();
+    let r = s.calc(&[], now());
+    assert_eq!(group_mode(&r, "above_context"), "full");
+    assert_eq!(members(&r), count(200.0));
+    assert!(count(200.0) < count(100.0));
 }

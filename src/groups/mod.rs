@@ -550,25 +550,52 @@ mod tests {
 
     #[test]
     fn settings_from_the_example_config_and_errors_name_the_key() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json"))
+                .unwrap();
         let cfg = crate::config::Config::from_json(&text, "example").unwrap();
         let s = Settings::from_config(&cfg).unwrap();
-        assert_eq!((s.batch_size, s.contact_id_attribute.as_str(), s.time_window_refresh_hours), (100_000, "contact_id", 24));
-        let bad = crate::config::Config::from_json(r#"{"audiences": {"groups": {"batch_sise": 5}}}"#, "x").unwrap();
+        assert_eq!(
+            (
+                s.batch_size,
+                s.contact_id_attribute.as_str(),
+                s.time_window_refresh_hours
+            ),
+            (100_000, "contact_id", 24)
+        );
+        let bad = crate::config::Config::from_json(
+            r#"{"audiences": {"groups": {"batch_sise": 5}}}"#,
+            "x",
+        )
+        .unwrap();
         let e = Settings::from_config(&bad).unwrap_err().to_string();
         assert!(e.starts_with("config: key \"audiences.groups"), "{e}");
         assert!(e.contains("batch_sise"), "{e}");
-        let bad = crate::config::Config::from_json(r#"{"audiences": {"groups": {"batch_size": "x"}}}"#, "x").unwrap();
+        let bad = crate::config::Config::from_json(
+            r#"{"audiences": {"groups": {"batch_size": "x"}}}"#,
+            "x",
+        )
+        .unwrap();
         let e = Settings::from_config(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("config: key \"audiences.groups.batch_size\""), "{e}");
+        assert!(
+            e.starts_with("config: key \"audiences.groups.batch_size\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn definitions_files() {
         let specs = parse_specs(r#"{"groups": [{"id": "a", "rule": {"attribute": "x", "op": "exists"}, "campaign_id": 7}]}"#, "f").unwrap();
         assert_eq!(specs[0].campaign_id, Some(7));
-        assert!(parse_specs(r#"[{"id": "a", "rule": {}}, {"id": "a", "rule": {}}]"#, "f").unwrap_err().to_string().contains("defined twice"));
-        let e = parse_specs(r#"[{"id": "a", "rules": {}}]"#, "f").unwrap_err().to_string();
+        assert!(
+            parse_specs(r#"[{"id": "a", "rule": {}}, {"id": "a", "rule": {}}]"#, "f")
+                .unwrap_err()
+                .to_string()
+                .contains("defined twice")
+        );
+        let e = parse_specs(r#"[{"id": "a", "rules": {}}]"#, "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `rules`"), "{e}");
     }
 }
