@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use cdpctl::groups::{self, rules, GroupSpec, RunOptions, Settings};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -27,108 +26,13 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The 20 groups (also usable with `cdpctl calc-audiences --define`).
 fn specs() -> Vec<GroupSpec> {
-    let act = |v: Value| json!({"activity": v});
-    let rules: Vec<(&str, Value)> = vec![
-        (
-            "cz",
-            json!({"attribute": "country", "op": "eq", "value": "CZ"}),
-        ),
-        (
-            "not_cz",
-            json!({"attribute": "country", "op": "ne", "value": "CZ"}),
-        ),
-        (
-            "dach",
-            json!({"attribute": "country", "op": "in", "value": ["DE", "AT"]}),
-        ),
-        (
-            "spent_100",
-            json!({"attribute": "total_spent", "op": "gt", "value": 100}),
-        ),
-        (
-            "spent_mid",
-            json!({"all": [{"attribute": "total_spent", "op": "gte", "value": 50},
-                                      {"attribute": "total_spent", "op": "lt", "value": 150}]}),
-        ),
-        (
-            "vip",
-            json!({"attribute": "tags", "op": "eq", "value": "vip"}),
-        ),
-        (
-            "named_an",
-            json!({"attribute": "name", "op": "contains", "value": "an"}),
-        ),
-        (
-            "no_contact",
-            json!({"not": {"attribute": "contact_id", "op": "exists"}}),
-        ),
-        (
-            "pricing_30d",
-            act(json!({"source": "web", "type": "page_view",
-            "where": [{"field": "page", "op": "eq", "value": "/pricing"}], "within_days": 30})),
-        ),
-        (
-            "viewer_3",
-            act(json!({"source": "web", "type": "page_view", "at_least": 3})),
-        ),
-        ("buyer", act(json!({"source": "app", "type": "purchase"}))),
-        (
-            "big_buyer",
-            act(
-                json!({"source": "app", "type": "purchase", "where": [{"field": "amount", "op": "gte", "value": 200}]}),
-            ),
-        ),
-        (
-            "recent_buyer",
-            act(json!({"source": "app", "type": "purchase", "within_days": 14})),
-        ),
-        (
-            "email_reader",
-            act(json!({"source": "email", "type": "email_open", "at_least": 2})),
-        ),
-        (
-            "lapsed",
-            json!({"all": [act(json!({"source": "app", "type": "purchase"})),
-                                   {"not": act(json!({"source": "app", "type": "purchase", "within_days": 30}))}]}),
-        ),
-        (
-            "cz_buyer",
-            json!({"all": [{"attribute": "country", "op": "eq", "value": "CZ"},
-                                     act(json!({"source": "app", "type": "purchase", "at_least": 1}))]}),
-        ),
-        (
-            "engaged",
-            json!({"any": [act(json!({"source": "email", "type": "email_open", "within_days": 7})),
-                                    {"all": [{"attribute": "tags", "op": "in", "value": ["new", "beta"]},
-                                             act(json!({"source": "web", "type": "page_view", "within_days": 7}))]}]}),
-        ),
-        (
-            "window_shopper",
-            json!({"all": [act(json!({"source": "web", "type": "page_view", "at_least": 2})),
-                                           {"not": act(json!({"source": "app", "type": "purchase"}))}]}),
-        ),
-        (
-            "sk_or_rich",
-            json!({"any": [{"attribute": "country", "op": "eq", "value": "SK"},
-                                       {"attribute": "total_spent", "op": "gte", "value": 250}]}),
-        ),
-        (
-            "custom_tag",
-            json!({"sql": "EXISTS (SELECT 1 FROM {{attr}}.customer_attributes a WHERE a.customer_entity_id = e.id AND a.attribute_id = 'tags' AND a.value LIKE 'b%')",
-                               "depends_on": {"attributes": ["tags"]}}),
-        ),
-    ];
-    rules
-        .into_iter()
-        .map(|(id, rule)| GroupSpec {
-            id: id.into(),
-            name: String::new(),
-            rule,
-            campaign_id: None,
-            enabled: true,
-        })
-        .collect()
+    groups::parse_specs(
+        include_str!("calc_audiences_groups.json"),
+        "benches/calc_audiences_groups.json",
+    )
+    .unwrap()
 }
 
 const CATALOG: &[(&str, &str)] = &[
@@ -289,16 +193,16 @@ async fn bench() {
         .unwrap();
     let full = r.seconds;
     println!(
-        "full recalculation, first run: {:.2}s ({} groups, {} batches, {} memberships added)",
-        full, r.groups_evaluated, r.batches, r.added
+        "full recalculation, first run: {:.2}s ({} groups, {} batches, {} memberships added) {:?}",
+        full, r.groups_evaluated, r.batches, r.added, r.timings
     );
     let r = groups::run(&db, &settings, &opts(true), None)
         .await
         .unwrap();
     let full2 = r.seconds;
     println!(
-        "full recalculation, nothing changed: {:.2}s (+{} -{})",
-        full2, r.added, r.removed
+        "full recalculation, nothing changed: {:.2}s (+{} -{}) {:?}",
+        full2, r.added, r.removed, r.timings
     );
 
     let (base, _) = per_entity_baseline(&db, now, sample).await;
@@ -346,6 +250,7 @@ async fn bench() {
         r.added,
         r.removed
     );
+    println!("  phases: {:?}", r.timings);
     c.batch_execute(
         "INSERT INTO cdpctl.entity_changes (entity_id, kind, items)
          SELECT md5('e' || i)::uuid, 'events', ARRAY['email/email_click/1-0-0'] FROM generate_series(2001, 3000) i;",

@@ -23,8 +23,11 @@ CREATE TABLE IF NOT EXISTS {{audience}}.groups (
     CHECK (id <> '')
 );
 
+-- No foreign key to groups: a full recalculation inserts millions of rows and
+-- a per-row FK check would double its cost; the trigger below removes the
+-- members of a deleted group instead.
 CREATE TABLE IF NOT EXISTS {{audience}}.group_members (
-    group_id   text NOT NULL REFERENCES {{audience}}.groups(id) ON DELETE CASCADE,
+    group_id   text NOT NULL,
     entity_id  uuid NOT NULL,
     since      timestamptz NOT NULL,
     -- the contact id sent to the segment queue when the member joined a
@@ -34,8 +37,19 @@ CREATE TABLE IF NOT EXISTS {{audience}}.group_members (
 );
 CREATE INDEX IF NOT EXISTS group_members_entity_idx ON {{audience}}.group_members (entity_id);
 
+CREATE OR REPLACE FUNCTION {{audience}}.groups_delete_members() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {{audience}}.group_members m USING old_groups o WHERE m.group_id = o.id;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS groups_delete_members ON {{audience}}.groups;
+CREATE TRIGGER groups_delete_members AFTER DELETE ON {{audience}}.groups
+    REFERENCING OLD TABLE AS old_groups FOR EACH STATEMENT
+    EXECUTE FUNCTION {{audience}}.groups_delete_members();
+
 CREATE TABLE IF NOT EXISTS {{audience}}.group_member_changes (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id         bigint GENERATED ALWAYS AS IDENTITY (CACHE 1000) PRIMARY KEY,
     group_id   text NOT NULL,
     entity_id  uuid NOT NULL,
     change     text NOT NULL CHECK (change IN ('added', 'removed')),

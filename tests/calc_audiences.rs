@@ -749,6 +749,23 @@ async fn dependency_filtering_skips_unaffected_groups() {
         "definition changed"
     );
 
+    // deleting a group removes its members
+    c.execute(
+        "DELETE FROM audience_data.groups WHERE id = 'no_contact'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM audience_data.group_members WHERE group_id = 'no_contact'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
     // --group recalculates only that group and leaves the journal alone
     journal(&c, &id, "attributes", &["country".into()]).await;
     let r = s.calc(&["--group", "ne"], now());

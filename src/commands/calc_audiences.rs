@@ -181,6 +181,12 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             .await;
         pb.finish_and_clear();
         let report = report?;
+        // release the job lock now rather than when the server notices the
+        // connection is gone, so a run right after this one is not refused
+        let _ = db
+            .client
+            .batch_execute("SELECT pg_advisory_unlock_all()")
+            .await;
         return emit(app, &report);
     }
     let stop = crate::signals::StopFlag::install();
@@ -208,6 +214,10 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         }
         stop.sleep(args.interval).await;
     }
+    let _ = db
+        .client
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await;
     app.out.info(format!(
         "calc-audiences --watch stopped after {rounds} run(s)"
     ));

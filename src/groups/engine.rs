@@ -69,6 +69,9 @@ pub struct RunReport {
     pub segment_changes: i64,
     pub unmapped_contacts: i64,
     pub seconds: f64,
+    /// Seconds per phase: plan (journal, candidates, batches), features,
+    /// predicates, apply.
+    pub timings: BTreeMap<String, f64>,
     pub groups: Vec<GroupReport>,
 }
 
@@ -188,9 +191,11 @@ pub async fn run(
         })
         .collect();
 
-    // session temp tables
+    // session temp tables; JIT compilation costs more than it saves on the
+    // many medium-sized statements of a run
     c.batch_execute(
-        "DROP TABLE IF EXISTS pg_temp.grp_journal, pg_temp.grp_removed, pg_temp.grp_cand, pg_temp.grp_cand_ids,
+        "SET jit = off;
+         DROP TABLE IF EXISTS pg_temp.grp_journal, pg_temp.grp_removed, pg_temp.grp_cand, pg_temp.grp_cand_ids,
                               pg_temp.grp_batch, pg_temp.grp_diff, pg_temp.grp_feat, pg_temp.grp_dep_attr, pg_temp.grp_dep_event,
                               pg_temp.grp_new, pg_temp.grp_seen;
          CREATE TEMP TABLE grp_journal (seq bigint, entity_id uuid, kind text, items text[]);
@@ -372,6 +377,10 @@ pub async fn run(
             .get(0)
     };
     report.batches = ranges.len() + incr_batches as usize;
+    report
+        .timings
+        .insert("plan".into(), started.elapsed().as_secs_f64());
+    let mut phase = (0f64, 0f64);
     if let Some(pb) = progress {
         pb.set_length(report.batches as u64);
     }
@@ -389,7 +398,11 @@ pub async fn run(
             &needed,
             true,
         )
-        .await?;
+        .await
+        .map(|t| {
+            phase.0 += t.0;
+            phase.1 += t.1;
+        })?;
         if all_full {
             exec(
                 c,
@@ -434,12 +447,18 @@ pub async fn run(
             &needed,
             false,
         )
-        .await?;
+        .await
+        .map(|t| {
+            phase.0 += t.0;
+            phase.1 += t.1;
+        })?;
         if let Some(pb) = progress {
             pb.inc(1);
         }
     }
 
+    report.timings.insert("features".into(), phase.0);
+    report.timings.insert("predicates".into(), phase.1);
     // removed entities leave every group
     if report.removed_entities > 0 {
         c.batch_execute(&s.substitute(
@@ -497,7 +516,11 @@ pub async fn run(
     }
 
     if !opts.dry_run {
+        let t = Instant::now();
         apply(db, settings, &plans, now, consume, &mut report).await?;
+        report
+            .timings
+            .insert("apply".into(), t.elapsed().as_secs_f64());
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -511,10 +534,11 @@ async fn evaluate_batch(
     batch: &Batch,
     plans: &[&Plan],
     full: bool,
-) -> Result<()> {
+) -> Result<(f64, f64)> {
     if plans.is_empty() {
-        return Ok(());
+        return Ok((0.0, 0.0));
     }
+    let t0 = Instant::now();
     let mut attrs = BTreeSet::new();
     let mut acts = BTreeMap::new();
     for p in plans {
@@ -539,6 +563,8 @@ async fn evaluate_batch(
     )
     .await?;
     exec(c, "ANALYZE grp_feat", "analyzing the batch's features").await?;
+    let features = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
     c.batch_execute("BEGIN READ ONLY").await?;
     let res = async {
         for p in plans {
@@ -593,7 +619,7 @@ async fn evaluate_batch(
             return Err(e);
         }
     }
-    Ok(())
+    Ok((features, t1.elapsed().as_secs_f64()))
 }
 
 /// Applies grp_diff and deletes the consumed journal rows, in one transaction.
