@@ -16,8 +16,8 @@ _cdpctl() {
             ",$1")
                 cmd="cdpctl"
                 ;;
-            cdpctl,calc-attrs)
-                cmd="cdpctl__subcmd__calc__subcmd__attrs"
+            cdpctl,calc-audiences)
+                cmd="cdpctl__subcmd__calc__subcmd__audiences"
                 ;;
             cdpctl,completions)
                 cmd="cdpctl__subcmd__completions"
@@ -31,14 +31,11 @@ _cdpctl() {
             cdpctl,init)
                 cmd="cdpctl__subcmd__init"
                 ;;
-            cdpctl,reset-context)
-                cmd="cdpctl__subcmd__reset__subcmd__context"
-                ;;
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
                 ;;
-            cdpctl__subcmd__help,calc-attrs)
-                cmd="cdpctl__subcmd__help__subcmd__calc__subcmd__attrs"
+            cdpctl__subcmd__help,calc-audiences)
+                cmd="cdpctl__subcmd__help__subcmd__calc__subcmd__audiences"
                 ;;
             cdpctl__subcmd__help,completions)
                 cmd="cdpctl__subcmd__help__subcmd__completions"
@@ -52,9 +49,6 @@ _cdpctl() {
             cdpctl__subcmd__help,init)
                 cmd="cdpctl__subcmd__help__subcmd__init"
                 ;;
-            cdpctl__subcmd__help,reset-context)
-                cmd="cdpctl__subcmd__help__subcmd__reset__subcmd__context"
-                ;;
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
                 ;;
@@ -65,7 +59,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status calc-attrs reset-context demo completions help"
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status demo calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,22 +84,30 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__calc__subcmd__attrs)
-            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+        cdpctl__subcmd__calc__subcmd__audiences)
+            opts="-y -q -v -h -V --all --group --now --dry-run --watch --interval --define --check --explain --list --config --database-url --format --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --attribute)
+                --group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --entity)
+                --now)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --batch-size)
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --define)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --explain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -189,7 +191,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status calc-attrs reset-context demo completions help"
+            opts="init status demo calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,7 +204,7 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__help__subcmd__calc__subcmd__attrs)
+        cdpctl__subcmd__help__subcmd__calc__subcmd__audiences)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -272,20 +274,6 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__help__subcmd__reset__subcmd__context)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cdpctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -302,32 +290,6 @@ _cdpctl() {
             ;;
         cdpctl__subcmd__init)
             opts="-y -q -v -h -V --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --database-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --format)
-                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cdpctl__subcmd__reset__subcmd__context)
-            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -35,9 +35,8 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "calc-attrs" -d 'Calculate customer attributes for entities with new activity'
-complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "reset-context" -d 'Mark context keys stale (or recompute them now)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "calc-audiences" -d 'Recalculate rule-based contact groups for the entities that changed'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -59,36 +58,6 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l attribute -d 'Only this attribute (repeatable); entities stay due for the others' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l entity -d 'Compute one entity and print its values (writes nothing without --write)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l batch-size -d 'Entities per batch (default: attributes.batch_size, 100000)' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
-json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l all -d 'Recalculate every entity, keeping stored values until replaced'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l from-scratch -d 'Delete every attribute value, then calculate every entity (asks first)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l write -d 'With --entity: store the computed values'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l check -d 'Validate every definition and context query against the database; writes nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l refresh-cache -d 'Rebuild the cache tables even if they are fresh'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l no-cache -d 'Leave the cache tables alone'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l dry-run -d 'Evaluate and report what would change; write nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
-json\t''"
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l now -d 'Recompute them immediately instead of on the next calc-attrs'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l dry-run -d 'Show which keys would be reset; change nothing'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s q -l quiet -d 'Only errors on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s v -l verbose -d 'More detail on stderr'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s h -l help -d 'Print help'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l customers -d 'Number of customers to generate' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l seed -d 'Random seed: the same seed gives the same data' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
@@ -101,6 +70,25 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s q -l quiet -d 'On
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l group -d 'Recalculate only this group, in full (repeatable; leaves the change journal alone)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l now -d 'Reference time for activity windows, RFC 3339 (default: now)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l interval -d 'Pause between --watch runs (e.g. 10s, 500ms, 1m)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l define -d 'Validate and save group definitions from a JSON file (insert or replace), then stop' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l explain -d 'Print the SQL a run executes for this group and stop' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
+json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l all -d 'Recalculate every group for every entity (consumes the change journal too)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l dry-run -d 'Evaluate and report the membership changes without applying them'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l watch -d 'Repeat the run every --interval until Ctrl-C or SIGTERM'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l check -d 'Validate every stored group (unknown attributes, operators, SQL errors) and stop'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l list -d 'List the groups with their member counts and stop'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -s q -l quiet -d 'Only errors on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -s v -l verbose -d 'More detail on stderr'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -s h -l help -d 'Print help'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
@@ -110,10 +98,9 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "calc-attrs" -d 'Calculate customer attributes for entities with new activity'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "reset-context" -d 'Mark context keys stale (or recompute them now)'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "completions" -d 'Print shell completions'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status calc-attrs reset-context demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "init" -d 'Create or upgrade every schema, table, index and trigger (idempotent)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "status" -d 'Backlogs at a glance: what exists and what is waiting'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "demo" -d 'Seed a realistic sample CDP and run the pipeline end to end'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "calc-audiences" -d 'Recalculate rule-based contact groups for the entities that changed'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "completions" -d 'Print shell completions'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand help; and not __fish_seen_subcommand_from init status demo calc-audiences completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dynamo;
 pub mod error;
 pub mod history;
+pub mod groups;
 pub mod output;
 pub mod pgcluster;
 pub mod production;
@@ -101,6 +102,8 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
         Command::ResetContext(args) => {
             commands::reset_context::run(&App::new(&global)?, args).await
+        Command::CalcAudiences(args) => {
+            commands::calc_audiences::run(&App::new(&global)?, args).await
         }
     }
 }

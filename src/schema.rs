@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("060", "segments", "060_segments.sql"),
     migration!("010", "stitching", "010_stitching.sql"),
     migration!("020", "attributes", "020_attributes.sql"),
+    migration!("070", "groups", "070_groups.sql"),
 ];
 
 impl Migration {

@@ -132,6 +132,22 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         crate::stitch::summary_json(&stitched)?,
     ));
     steps.push(crate::attrs::demo_step(&mut db, out).await?);
+    let groups = crate::groups::demo(&mut db, opts.now).await?;
+    out.info(match groups.get("groups").and_then(|g| g.as_object()) {
+        Some(sizes) => format!(
+            "calc-audiences: {}",
+            sizes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!(
+            "calc-audiences: skipped, {}",
+            groups["skipped"].as_str().unwrap_or("")
+        ),
+    });
+    steps.push(("calc-audiences".into(), groups));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

@@ -2,6 +2,7 @@
 //! code to the output. No SQL and no algorithms here.
 
 pub mod calc_attrs;
+pub mod calc_audiences;
 pub mod completions;
 pub mod demo;
 pub mod history_at;

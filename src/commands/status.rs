@@ -86,6 +86,7 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     items.extend(crate::segments::status_items(db).await?);
     items.extend(crate::stitch::status_items(db).await?);
     items.extend(crate::attrs::status_items(db).await?);
+    items.extend(crate::groups::status_items(db).await?);
     items.extend(jobs(db).await?);
     Ok(items)
 }
