@@ -5,8 +5,8 @@
 //! thin per-command glue; the jobs live in their own modules, and pure
 //! algorithms in modules without a database.
 
-pub mod audiences;
 pub mod attrs;
+pub mod audiences;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,8 +14,8 @@ pub mod db;
 pub mod demo;
 pub mod dynamo;
 pub mod error;
-pub mod history;
 pub mod groups;
+pub mod history;
 pub mod output;
 pub mod pgcluster;
 pub mod production;
@@ -102,6 +102,7 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
         Command::ResetContext(args) => {
             commands::reset_context::run(&App::new(&global)?, args).await
+        }
         Command::CalcAudiences(args) => {
             commands::calc_audiences::run(&App::new(&global)?, args).await
         }

@@ -30,12 +30,12 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("003", "history", "003_history.sql"),
     migration!("004", "entities", "004_entities.sql"),
     migration!("005", "segment_queue", "005_segment_queue.sql"),
-    migration!("040", "history", "040_history.sql"),
-    migration!("050", "production", "050_production.sql"),
-    migration!("030", "audience_migration", "030_audience_migration.sql"),
-    migration!("060", "segments", "060_segments.sql"),
     migration!("010", "stitching", "010_stitching.sql"),
     migration!("020", "attributes", "020_attributes.sql"),
+    migration!("030", "audience_migration", "030_audience_migration.sql"),
+    migration!("040", "history", "040_history.sql"),
+    migration!("050", "production", "050_production.sql"),
+    migration!("060", "segments", "060_segments.sql"),
     migration!("070", "groups", "070_groups.sql"),
 ];
 

@@ -94,30 +94,6 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         t.elapsed().as_secs_f64()
     ));
     let mut steps: Vec<(String, serde_json::Value)> = Vec::new();
-    let history = crate::history::demo::run(&mut db).await?;
-    for line in &history.lines {
-        out.info(line);
-    }
-    steps.push(("history".into(), history.json));
-    // last: the production switch and its rollback, on demo legacy objects
-    crate::demo::legacy::create_if_missing(&db).await?;
-    let switch = crate::production::demo_round_trip(&db).await?;
-    out.info(format!(
-        "go-production/rollback: {}",
-        switch["summary"].as_str().unwrap_or("-")
-    ));
-    steps.push(("production switch".into(), switch));
-    steps.push((
-        "audiences".into(),
-        crate::demo::audiences::demo_step(&mut db, out).await?,
-    ));
-    let flushed = crate::segments::demo::run(&db, args.seed, args.customers).await?;
-    out.info(format!(
-        "flush-segment: a burst of single add/remove requests, coalesced and flushed\n{}",
-        flushed.render()
-    ));
-    let t = flushed.totals();
-    steps.push(("flush-segment".into(), json!({"read": flushed.read, "batches": flushed.batches, "coalesced": t.coalesced, "added": t.added, "removed": t.removed, "segments": flushed.segments.len()})));
     let stitched =
         crate::stitch::run(&mut db, &crate::stitch::StitchOptions::default(), out).await?;
     out.info(format!(
@@ -148,6 +124,30 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
         ),
     });
     steps.push(("calc-audiences".into(), groups));
+    steps.push((
+        "audiences".into(),
+        crate::demo::audiences::demo_step(&mut db, out).await?,
+    ));
+    let flushed = crate::segments::demo::run(&db, args.seed, args.customers).await?;
+    out.info(format!(
+        "flush-segment: a burst of single add/remove requests, coalesced and flushed\n{}",
+        flushed.render()
+    ));
+    let t = flushed.totals();
+    steps.push(("flush-segment".into(), json!({"read": flushed.read, "batches": flushed.batches, "coalesced": t.coalesced, "added": t.added, "removed": t.removed, "segments": flushed.segments.len()})));
+    let history = crate::history::demo::run(&mut db).await?;
+    for line in &history.lines {
+        out.info(line);
+    }
+    steps.push(("history".into(), history.json));
+    // last: the production switch and its rollback, on demo legacy objects
+    crate::demo::legacy::create_if_missing(&db).await?;
+    let switch = crate::production::demo_round_trip(&db).await?;
+    out.info(format!(
+        "go-production/rollback: {}",
+        switch["summary"].as_str().unwrap_or("-")
+    ));
+    steps.push(("production switch".into(), switch));
     let report = json!({"database": app.params.describe(), "seeded": seeded, "steps": steps});
     out.emit(&report, || {
         let mut t = crate::output::table(["seeded", "count"]);

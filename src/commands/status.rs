@@ -80,13 +80,13 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     }
     schema::require_schemas(db).await?;
     items.extend(core(db).await?);
-    items.extend(crate::history::status_items(db).await?);
-    items.extend(crate::production::status_items(db).await?);
-    items.extend(crate::audiences::status_items(db).await?);
-    items.extend(crate::segments::status_items(db).await?);
     items.extend(crate::stitch::status_items(db).await?);
     items.extend(crate::attrs::status_items(db).await?);
     items.extend(crate::groups::status_items(db).await?);
+    items.extend(crate::audiences::status_items(db).await?);
+    items.extend(crate::segments::status_items(db).await?);
+    items.extend(crate::history::status_items(db).await?);
+    items.extend(crate::production::status_items(db).await?);
     items.extend(jobs(db).await?);
     Ok(items)
 }
