@@ -970,6 +970,11 @@ async fn init_installs_capture_once_and_reports_config_errors() {
         "{}",
         first.stdout
     );
+    assert!(
+        !first.stdout.contains("nothing changed"),
+        "{}",
+        first.stdout
+    );
     let second = run(cli().arg("--config").arg(&p).arg("init"));
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(
