@@ -970,6 +970,11 @@ async fn init_installs_capture_once_and_reports_config_errors() {
         "{}",
         first.stdout
     );
+    assert!(
+        !first.stdout.contains("nothing changed"),
+        "{}",
+        first.stdout
+    );
     let second = run(cli().arg("--config").arg(&p).arg("init"));
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(
@@ -1050,4 +1055,40 @@ fn example_config_history_section_is_valid() {
     let cfg = history_config(json!({"campaigns_table": "campaigns"}));
     let hc = cdpctl::history::HistoryConfig::from_config(&cfg).unwrap();
     assert_eq!(hc.target(&cfg).unwrap().table.display(), "public.campaigns");
+}
+
+/// The demo's history step: 13 changes captured, the look-up before the
+/// delete shows 5 campaigns, the diff 1 created / 3 updated / 1 deleted;
+/// a second run uses a fresh customer.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_shows_history() {
+    let t = TestDb::empty().await;
+    // (the sample data of one seed can be loaded once per database)
+    for (customer, seed) in [(900001, "1"), (900002, "2")] {
+        let out = run(t.cli().args([
+            "--format",
+            "json",
+            "demo",
+            "--customers",
+            "10",
+            "--seed",
+            seed,
+        ]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let j = out.json();
+        let step = j["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s[0] == "history")
+            .expect("a history step")[1]
+            .clone();
+        assert_eq!(step["customer_id"], customer);
+        assert_eq!(step["captured"], 13);
+        assert_eq!(step["campaigns_at"], 5);
+        assert_eq!(
+            step["changed"],
+            json!({"created": 1, "updated": 3, "deleted": 1})
+        );
+    }
 }

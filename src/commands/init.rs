@@ -54,7 +54,12 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             let mut s = String::new();
             if applied.is_empty() {
                 s.push_str(&format!(
-                    "schema is up to date ({total} migrations applied earlier); nothing changed\n"
+                    "schema is up to date ({total} migrations applied earlier){}\n",
+                    if extra.is_empty() {
+                        "; nothing changed"
+                    } else {
+                        ""
+                    }
                 ));
             } else {
                 for m in &applied {
