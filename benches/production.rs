@@ -146,7 +146,8 @@ async fn main() {
         .map(|r| r.get(0))
         .collect();
 
-    let full = "SELECT count(*), count(attr_01), count(attr_05) FROM public.pivoted_customer_attributes";
+    let full =
+        "SELECT count(*), count(attr_01), count(attr_05) FROM public.pivoted_customer_attributes";
     let raw = "SELECT count(*), count(value) FROM cdp_attr.customer_attributes";
     let table_scan = timed(&c, full, 5).await;
     let table_lookup = lookups(&c, &ids).await;
