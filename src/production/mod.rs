@@ -379,10 +379,18 @@ pub struct GoOptions {
 /// The pre-flight checks of go-production, each pass or fail.
 pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
+    object_checks(db, &mut checks).await?;
+    jobs_check(db, settings, &mut checks).await?;
+    backlog_checks(db, opts, &mut checks).await?;
+    columns_check(db, &mut checks).await?;
+    Ok(checks)
+}
+
+/// The objects to replace exist, are not switched yet, and nothing is in the
+/// way of their backups.
+async fn object_checks(db: &Db, checks: &mut Vec<Check>) -> Result<()> {
     let cat = catalog(db).await?;
     let cdp = &db.config.cdp_schema;
-
-    // 1. the state of the objects to replace
     if cat.in_production() {
         let since = match last_switch(db).await? {
             Some(r) if r.action == "go-production" => {
@@ -441,21 +449,35 @@ pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result
             )
         });
     }
+    Ok(())
+}
 
-    // 3. no other processing
-    let rows = db
-        .client
-        .query(
-            "SELECT pid, coalesce(application_name, ''), coalesce(state, '')
-               FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                AND ((application_name LIKE 'cdpctl %' AND application_name <> 'cdpctl status')
-                     OR application_name = ANY($1))
-              ORDER BY pid",
-            &[&settings.legacy_application_names],
-        )
-        .await
-        .pg_context(|| "listing running jobs in pg_stat_activity".into())?;
+/// No other cdpctl job and no legacy processing session is connected.
+async fn jobs_check(db: &Db, settings: &Settings, checks: &mut Vec<Check>) -> Result<()> {
+    // A session whose client just exited (say, the rollback run a moment
+    // ago) stays in pg_stat_activity until its backend has gone: look again
+    // for up to two seconds before calling it a running job.
+    let mut attempts = 0;
+    let rows = loop {
+        let rows = db
+            .client
+            .query(
+                "SELECT pid, coalesce(application_name, ''), coalesce(state, '')
+                   FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    AND ((application_name LIKE 'cdpctl %' AND application_name <> 'cdpctl status')
+                         OR application_name = ANY($1))
+                  ORDER BY pid",
+                &[&settings.legacy_application_names],
+            )
+            .await
+            .pg_context(|| "listing running jobs in pg_stat_activity".into())?;
+        attempts += 1;
+        if rows.is_empty() || attempts == 20 {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     checks.push(if rows.is_empty() {
         Check::pass(
             "no other jobs running",
@@ -490,8 +512,12 @@ pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result
             ),
         )
     });
+    Ok(())
+}
 
-    // 4. stitching ran and its queue is empty
+/// Stitching and attribute calculation ran and have no backlog (unless
+/// `--allow-backlog`).
+async fn backlog_checks(db: &Db, opts: &GoOptions, checks: &mut Vec<Check>) -> Result<()> {
     let allow = if opts.allow_backlog {
         " (allowed by --allow-backlog)"
     } else {
@@ -600,8 +626,13 @@ pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result
         )
     };
     checks.push(attrs);
+    Ok(())
+}
 
-    // 6. every attribute can be a column
+/// Every attribute id can be a column name of the pivot view.
+async fn columns_check(db: &Db, checks: &mut Vec<Check>) -> Result<()> {
+    let cdp = &db.config.cdp_schema;
+    let attr_schema = &db.config.attr_schema;
     let cols = attribute_columns(db).await?;
     let problems = sql::column_problems(&cols);
     checks.push(if problems.is_empty() {
@@ -621,7 +652,7 @@ pub async fn go_checks(db: &Db, settings: &Settings, opts: &GoOptions) -> Result
             ),
         )
     });
-    Ok(checks)
+    Ok(())
 }
 
 /// The go-production transaction. Call after the checks passed.
@@ -1417,4 +1448,20 @@ pub async fn demo_round_trip(db: &Db) -> Result<Value> {
             off.seconds
         ),
     }))
+}
+
+/// Takes the job lock, waiting up to two seconds: a run that has just ended
+/// (`cdpctl rollback && cdpctl go-production`) can hold its session lock
+/// until its backend has gone.
+pub async fn lock_job_patiently(db: &Db, job: &str) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        match db.lock_job(job).await {
+            Err(e) if attempts < 20 && e.downcast_ref::<crate::error::LockHeld>().is_some() => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
