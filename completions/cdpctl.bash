@@ -22,11 +22,20 @@ _cdpctl() {
             cdpctl,demo)
                 cmd="cdpctl__subcmd__demo"
                 ;;
+            cdpctl,flush-segment)
+                cmd="cdpctl__subcmd__flush__subcmd__segment"
+                ;;
             cdpctl,help)
                 cmd="cdpctl__subcmd__help"
                 ;;
             cdpctl,init)
                 cmd="cdpctl__subcmd__init"
+                ;;
+            cdpctl,membership)
+                cmd="cdpctl__subcmd__membership"
+                ;;
+            cdpctl,migrate-audiences)
+                cmd="cdpctl__subcmd__migrate__subcmd__audiences"
                 ;;
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
@@ -37,11 +46,20 @@ _cdpctl() {
             cdpctl__subcmd__help,demo)
                 cmd="cdpctl__subcmd__help__subcmd__demo"
                 ;;
+            cdpctl__subcmd__help,flush-segment)
+                cmd="cdpctl__subcmd__help__subcmd__flush__subcmd__segment"
+                ;;
             cdpctl__subcmd__help,help)
                 cmd="cdpctl__subcmd__help__subcmd__help"
                 ;;
             cdpctl__subcmd__help,init)
                 cmd="cdpctl__subcmd__help__subcmd__init"
+                ;;
+            cdpctl__subcmd__help,membership)
+                cmd="cdpctl__subcmd__help__subcmd__membership"
+                ;;
+            cdpctl__subcmd__help,migrate-audiences)
+                cmd="cdpctl__subcmd__help__subcmd__migrate__subcmd__audiences"
                 ;;
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
@@ -53,7 +71,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status demo completions help"
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status migrate-audiences membership demo flush-segment completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,8 +156,50 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdpctl__subcmd__flush__subcmd__segment)
+            opts="-y -q -v -h -V --segment --batch-size --max-batches --watch --interval --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --segment)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-batches)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdpctl__subcmd__help)
-            opts="init status demo completions help"
+            opts="init status migrate-audiences membership demo flush-segment completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +227,20 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__flush__subcmd__segment)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -208,6 +282,34 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdpctl__subcmd__help__subcmd__membership)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__migrate__subcmd__audiences)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdpctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -229,6 +331,90 @@ _cdpctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__membership)
+            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --contact-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contact-reference)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --campaign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__migrate__subcmd__audiences)
+            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --campaign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-references)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-references)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
