@@ -384,7 +384,7 @@ impl<'a> Flusher<'a> {
                     rest.push((i, seg, list));
                 }
                 Err(e) => {
-                    let mut s = new_stats(seg, "audience");
+                    let mut s = new_stats(seg, "none");
                     s.failed = list.len() as u64;
                     stats.insert(seg.to_string(), s);
                     failures.insert(seg.to_string(), e);

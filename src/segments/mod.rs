@@ -94,7 +94,8 @@ impl SegmentsConfig {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SegmentStats {
     pub segment: String,
-    /// `audience` (campaign_contact_id_master) or `rest`.
+    /// `audience` (campaign_contact_id_master), `rest`, or `none` (neither
+    /// a campaign id nor a configured REST destination).
     pub destination: String,
     /// Queued requests read and settled (applied, or kept aside as unresolved).
     pub read: u64,
@@ -244,8 +245,8 @@ impl FlushReport {
         for (s, k, r) in &self.unresolved_examples {
             out.push_str(&format!("\nkept aside: segment {s:?} key {k:?}: {r}"));
         }
-        for (s, e) in &self.failures {
-            out.push_str(&format!("\nfailed: segment {s:?}: {e}"));
+        for e in self.failures.values() {
+            out.push_str(&format!("\nfailed: {e}"));
         }
         out
     }
