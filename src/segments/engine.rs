@@ -162,10 +162,13 @@ impl<'a> Flusher<'a> {
                         .pg_context(|| "starting a flush transaction".into())?;
                     match self.batch(client, &a, opts, after, &mut report).await {
                         Ok(o) => {
+                            let t = Instant::now();
                             client
                                 .batch_execute("COMMIT")
                                 .await
                                 .pg_context(|| "committing a flush batch".into())?;
+                            *report.phase_ms.entry("commit").or_default() +=
+                                t.elapsed().as_millis() as u64;
                             o
                         }
                         Err(e) => {
@@ -342,7 +345,14 @@ impl<'a> Flusher<'a> {
         after: i64,
         report: &mut FlushReport,
     ) -> Result<BatchOutcome> {
+        let mut clock = Instant::now();
+        let mut lap = |report: &mut FlushReport, phase: &'static str| {
+            let now = Instant::now();
+            *report.phase_ms.entry(phase).or_default() += (now - clock).as_millis() as u64;
+            clock = now;
+        };
         let rows = self.claim(client, a, opts, after).await?;
+        lap(report, "claim");
         if rows.is_empty() {
             return Ok(BatchOutcome {
                 claimed: 0,
@@ -353,6 +363,7 @@ impl<'a> Flusher<'a> {
         }
         let max_id = rows.last().map(|r| r.id).unwrap_or(after);
         let cutoffs = self.cutoffs(client, a, opts, after, &rows).await?;
+        lap(report, "order check");
         // no foreign or late rows among the claimed range
         let clean = cutoffs.is_none();
         let cutoffs = cutoffs.unwrap_or_default();
@@ -412,6 +423,7 @@ impl<'a> Flusher<'a> {
                 ))
             })?
         };
+        lap(report, "resolve");
         let mut parked: Vec<(i64, String)> = Vec::new();
         let mut settled_ids: Vec<i64> = Vec::new();
         let mut applicable: Vec<((i64, i64), Request)> = Vec::new();
@@ -461,9 +473,11 @@ impl<'a> Flusher<'a> {
                 s.coalesced = s.read - s.unresolved - s.added - s.removed;
             }
         }
+        lap(report, "coalesce");
         if !opts.dry_run {
             apply_audience(client, a, &changes).await?;
         }
+        lap(report, "apply");
 
         // REST destinations: delete rows only after the destination accepted
         for (i, seg, list) in rest {
@@ -510,6 +524,7 @@ impl<'a> Flusher<'a> {
             }
         }
 
+        lap(report, "deliver");
         if !opts.dry_run {
             if !parked.is_empty() {
                 let (ids, reasons): (Vec<i64>, Vec<String>) = parked.iter().cloned().unzip();
@@ -539,6 +554,7 @@ impl<'a> Flusher<'a> {
             }
             record_stats(client, a, &stats, &rows).await?;
         }
+        lap(report, "delete + statistics");
 
         for (seg, e) in failures {
             self.failed.insert(seg.clone());

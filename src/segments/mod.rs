@@ -143,6 +143,9 @@ pub struct FlushReport {
     pub unresolved_examples: Vec<(String, String, String)>,
     /// Requests still queued after the run (all segments).
     pub remaining: i64,
+    /// Milliseconds spent per phase (claim, order check, resolve, apply,
+    /// deliver, delete + statistics, commit).
+    pub phase_ms: BTreeMap<&'static str, u64>,
 }
 
 impl FlushReport {
@@ -162,6 +165,9 @@ impl FlushReport {
         }
         for (k, v) in &o.failures {
             self.failures.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &o.phase_ms {
+            *self.phase_ms.entry(k).or_default() += v;
         }
         for u in &o.unresolved_examples {
             if self.unresolved_examples.len() < 10 {
