@@ -148,6 +148,7 @@ async fn main() {
         "cdpctl flush-segment (batch {batch}): {} changes in {:.2}s = {:.0} changes/s ({} batches; {} coalesced away, {} added, {} removed)",
         report.read, secs, rate, report.batches, totals.coalesced, totals.added, totals.removed
     );
+    println!("cdpctl time per phase (ms): {:?}", report.phase_ms);
     println!(
         "ratio: cdpctl is {:.1}x faster than one statement per request (target >= 50x); throughput target >= 100000 changes/s: {}",
         rate / base_rate,

@@ -922,3 +922,35 @@ fn the_example_config_segments_section_parses() {
     assert_eq!(s.batch_size, 50_000);
     assert_eq!(s.destinations["beta-testers"].max_keys_per_call, 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_and_max_batches_limit_the_flush() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let mut reqs: Vec<Req> = (1..=10).map(|k| Req::new(21, k, "add")).collect();
+    reqs.extend((1..=10).map(|k| Req::new(22, k, "add")));
+    enqueue(&c, &reqs).await;
+    let out = run(t.cli().args([
+        "--format",
+        "json",
+        "flush-segment",
+        "--segment",
+        "22",
+        "--batch-size",
+        "3",
+        "--max-batches",
+        "2",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(
+        (j["read"].as_u64(), j["batches"].as_u64()),
+        (Some(6), Some(2))
+    );
+    assert_eq!(j["remaining"], 14);
+    let st = audience_state(&c).await;
+    assert_eq!(st.len(), 6);
+    assert!(st
+        .keys()
+        .all(|(camp, contact)| *camp == 22 && *contact <= 6));
+}

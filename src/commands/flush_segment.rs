@@ -75,11 +75,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     };
     app.out.emit(&report.to_json(), || report.render())?;
     if !report.failures.is_empty() {
-        let names: Vec<String> = report
-            .failures
-            .iter()
-            .map(|(s, e)| format!("{s:?} ({e})"))
-            .collect();
+        // every message names its segment
+        let names: Vec<&str> = report.failures.values().map(String::as_str).collect();
         bail!(
             "{} segment(s) failed, their requests stay queued: {}",
             names.len(),

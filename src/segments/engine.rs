@@ -104,6 +104,9 @@ struct BatchOutcome {
     claimed: usize,
     settled: usize,
     max_id: i64,
+    /// Every visible request up to `max_id` was claimed here and settled
+    /// (or belongs to a segment that failed in this run).
+    clean: bool,
 }
 
 impl<'a> Flusher<'a> {
@@ -157,12 +160,15 @@ impl<'a> Flusher<'a> {
                         .batch_execute("BEGIN")
                         .await
                         .pg_context(|| "starting a flush transaction".into())?;
-                    match self.batch(client, &a, opts, 0, &mut report).await {
+                    match self.batch(client, &a, opts, after, &mut report).await {
                         Ok(o) => {
+                            let t = Instant::now();
                             client
                                 .batch_execute("COMMIT")
                                 .await
                                 .pg_context(|| "committing a flush batch".into())?;
+                            *report.phase_ms.entry("commit").or_default() +=
+                                t.elapsed().as_millis() as u64;
                             o
                         }
                         Err(e) => {
@@ -175,7 +181,12 @@ impl<'a> Flusher<'a> {
                     break;
                 }
                 batches += 1;
-                after = outcome.max_id;
+                // Skip the settled prefix of the queue in later claims, but
+                // only when nothing below max_id was left queued or held by
+                // another flusher (so no earlier request of a key is passed).
+                if opts.dry_run || outcome.clean {
+                    after = outcome.max_id;
+                }
                 if outcome.settled == 0 {
                     // every claimed key waits for another flusher's earlier rows
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -243,8 +254,9 @@ impl<'a> Flusher<'a> {
             .collect())
     }
 
-    /// Per key of this batch, the id of the first request of that key that
-    /// this flusher does not hold (held by another flusher, or committed late
+    /// `None` when every visible request in the claimed id range is this
+    /// flusher's (the common case, one count). Else per key of this batch,
+    /// the id of the first request of that key that this flusher does not hold (held by another flusher, or committed late
     /// by a producer): the key's claimed requests from there on must wait,
     /// so every key's requests apply in arrival order.
     async fn cutoffs(
@@ -254,7 +266,7 @@ impl<'a> Flusher<'a> {
         opts: &FlushOptions,
         after: i64,
         rows: &[Queued],
-    ) -> Result<HashMap<(String, String), i64>> {
+    ) -> Result<Option<HashMap<(String, String), i64>>> {
         let max_id = rows.last().map(|r| r.id).unwrap_or(0);
         let failed: Vec<&str> = self.failed.iter().map(String::as_str).collect();
         let visible: i64 = client
@@ -269,7 +281,7 @@ impl<'a> Flusher<'a> {
             .pg_context(|| "checking for requests held by other flushers".into())?
             .get(0);
         if visible == rows.len() as i64 {
-            return Ok(HashMap::new());
+            return Ok(None);
         }
         let mut last: HashMap<(&str, &str), i64> = HashMap::new();
         for r in rows {
@@ -304,7 +316,7 @@ impl<'a> Flusher<'a> {
             let e = cut.entry((r.get(0), r.get(1))).or_insert(id);
             *e = (*e).min(id);
         }
-        Ok(cut)
+        Ok(Some(cut))
     }
 
     fn destination(&mut self, segment: &str) -> std::result::Result<Destination, String> {
@@ -333,16 +345,28 @@ impl<'a> Flusher<'a> {
         after: i64,
         report: &mut FlushReport,
     ) -> Result<BatchOutcome> {
+        let mut clock = Instant::now();
+        let mut lap = |report: &mut FlushReport, phase: &'static str| {
+            let now = Instant::now();
+            *report.phase_ms.entry(phase).or_default() += (now - clock).as_millis() as u64;
+            clock = now;
+        };
         let rows = self.claim(client, a, opts, after).await?;
+        lap(report, "claim");
         if rows.is_empty() {
             return Ok(BatchOutcome {
                 claimed: 0,
                 settled: 0,
                 max_id: after,
+                clean: false,
             });
         }
         let max_id = rows.last().map(|r| r.id).unwrap_or(after);
         let cutoffs = self.cutoffs(client, a, opts, after, &rows).await?;
+        lap(report, "order check");
+        // no foreign or late rows among the claimed range
+        let clean = cutoffs.is_none();
+        let cutoffs = cutoffs.unwrap_or_default();
 
         // group by segment, in arrival order
         let mut by_segment: BTreeMap<&str, Vec<&Queued>> = BTreeMap::new();
@@ -371,7 +395,7 @@ impl<'a> Flusher<'a> {
                     rest.push((i, seg, list));
                 }
                 Err(e) => {
-                    let mut s = new_stats(seg, "audience");
+                    let mut s = new_stats(seg, "none");
                     s.failed = list.len() as u64;
                     stats.insert(seg.to_string(), s);
                     failures.insert(seg.to_string(), e);
@@ -399,6 +423,7 @@ impl<'a> Flusher<'a> {
                 ))
             })?
         };
+        lap(report, "resolve");
         let mut parked: Vec<(i64, String)> = Vec::new();
         let mut settled_ids: Vec<i64> = Vec::new();
         let mut applicable: Vec<((i64, i64), Request)> = Vec::new();
@@ -448,9 +473,11 @@ impl<'a> Flusher<'a> {
                 s.coalesced = s.read - s.unresolved - s.added - s.removed;
             }
         }
+        lap(report, "coalesce");
         if !opts.dry_run {
             apply_audience(client, a, &changes).await?;
         }
+        lap(report, "apply");
 
         // REST destinations: delete rows only after the destination accepted
         for (i, seg, list) in rest {
@@ -497,6 +524,7 @@ impl<'a> Flusher<'a> {
             }
         }
 
+        lap(report, "deliver");
         if !opts.dry_run {
             if !parked.is_empty() {
                 let (ids, reasons): (Vec<i64>, Vec<String>) = parked.iter().cloned().unzip();
@@ -526,6 +554,7 @@ impl<'a> Flusher<'a> {
             }
             record_stats(client, a, &stats, &rows).await?;
         }
+        lap(report, "delete + statistics");
 
         for (seg, e) in failures {
             self.failed.insert(seg.clone());
@@ -548,6 +577,7 @@ impl<'a> Flusher<'a> {
             claimed: rows.len(),
             settled,
             max_id,
+            clean,
         })
     }
 }

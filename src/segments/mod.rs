@@ -94,7 +94,8 @@ impl SegmentsConfig {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SegmentStats {
     pub segment: String,
-    /// `audience` (campaign_contact_id_master) or `rest`.
+    /// `audience` (campaign_contact_id_master), `rest`, or `none` (neither
+    /// a campaign id nor a configured REST destination).
     pub destination: String,
     /// Queued requests read and settled (applied, or kept aside as unresolved).
     pub read: u64,
@@ -142,6 +143,9 @@ pub struct FlushReport {
     pub unresolved_examples: Vec<(String, String, String)>,
     /// Requests still queued after the run (all segments).
     pub remaining: i64,
+    /// Milliseconds spent per phase (claim, order check, resolve, apply,
+    /// deliver, delete + statistics, commit).
+    pub phase_ms: BTreeMap<&'static str, u64>,
 }
 
 impl FlushReport {
@@ -161,6 +165,9 @@ impl FlushReport {
         }
         for (k, v) in &o.failures {
             self.failures.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &o.phase_ms {
+            *self.phase_ms.entry(k).or_default() += v;
         }
         for u in &o.unresolved_examples {
             if self.unresolved_examples.len() < 10 {
@@ -244,8 +251,8 @@ impl FlushReport {
         for (s, k, r) in &self.unresolved_examples {
             out.push_str(&format!("\nkept aside: segment {s:?} key {k:?}: {r}"));
         }
-        for (s, e) in &self.failures {
-            out.push_str(&format!("\nfailed: segment {s:?}: {e}"));
+        for e in self.failures.values() {
+            out.push_str(&format!("\nfailed: {e}"));
         }
         out
     }
