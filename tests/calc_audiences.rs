@@ -564,12 +564,12 @@ async fn full_run_equals_per_entity_oracle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn incremental_runs_equal_full_recalculation() {
-    let mut m = gen_model(2, 250);
+    let mut m = gen_model(2, 200);
     let s = Setup::new(&m).await;
     s.calc(&[], now());
     let c = s.t.client().await;
     let mut rng = SmallRng::seed_from_u64(99);
-    for round in 0..3 {
+    for round in 0..2 {
         let ids: Vec<String> = m.entities.keys().cloned().collect();
         let mut touched = BTreeSet::new();
         let mut new_events = Vec::new();
