@@ -564,12 +564,12 @@ async fn full_run_equals_per_entity_oracle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn incremental_runs_equal_full_recalculation() {
-    let mut m = gen_model(2, 250);
+    let mut m = gen_model(2, 200);
     let s = Setup::new(&m).await;
     s.calc(&[], now());
     let c = s.t.client().await;
     let mut rng = SmallRng::seed_from_u64(99);
-    for round in 0..3 {
+    for round in 0..2 {
         let ids: Vec<String> = m.entities.keys().cloned().collect();
         let mut touched = BTreeSet::new();
         let mut new_events = Vec::new();
@@ -1151,4 +1151,43 @@ async fn context_changes_recalculate_dependent_groups() {
     assert_eq!(group_mode(&r, "above_context"), "full");
     assert_eq!(members(&r), count(200.0));
     assert!(count(200.0) < count(100.0));
+}
+
+/// Custom predicates run inside READ ONLY transactions: one that writes fails
+/// the run (naming the group) and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_predicates_cannot_write() {
+    let m = gen_model(8, 5);
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    load_model(&c, &m).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.json");
+    std::fs::write(
+        &path,
+        json!([{"id": "writer", "rule": {"sql": "(SELECT nextval('{{audience}}.group_member_changes_id_seq') > 0)",
+                                         "depends_on": {}}}])
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(t.cli().args(["calc-audiences", "--define"]).arg(&path));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(t.cli().args(["calc-audiences"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("evaluating group \"writer\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("read-only transaction"),
+        "{}",
+        out.stderr
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM audience_data.group_members", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
 }
