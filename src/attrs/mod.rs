@@ -251,7 +251,10 @@ pub async fn build_plan(db: &Db, only: &[String]) -> Result<Plan> {
 
 /// The hook where follow-up work of a successful write runs (such as
 /// keeping a pivoted attributes table in step). Nothing yet.
-pub async fn after_write(_db: &mut Db, _summary: &CalcSummary) -> Result<()> {
+pub async fn after_write(db: &mut Db, _summary: &CalcSummary) -> Result<()> {
+    // In production, keep public.pivoted_customer_attributes at one column
+    // per attribute (a no-op otherwise, or when already in step).
+    crate::production::sync_pivot(db).await?;
     Ok(())
 }
 

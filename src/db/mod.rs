@@ -348,14 +348,21 @@ impl Db {
     /// A second run of the same job gets [`LockHeld`] (exit code 3).
     pub async fn lock_job(&self, job: &str) -> Result<()> {
         let (k1, k2) = job_lock_keys(job);
-        let got: bool = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&k1, &k2])
-            .await
-            .context("taking the job lock")?
-            .get(0);
-        if got {
-            return Ok(());
+        // A run that just ended may still hold the lock for a moment while its
+        // server session shuts down, so a held lock is retried briefly.
+        for attempt in 0..20 {
+            let got: bool = self
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&k1, &k2])
+                .await
+                .context("taking the job lock")?
+                .get(0);
+            if got {
+                return Ok(());
+            }
+            if attempt < 19 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let holder = self
             .client
