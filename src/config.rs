@@ -209,6 +209,13 @@ impl Config {
                 );
             }
         }
+        for key in self.audiences.keys() {
+            if key != "migration" && key != "groups" {
+                anyhow::bail!(
+                    "config {origin}: unknown key \"audiences.{key}\"; the audiences section holds \"migration\" (migrate-audiences) and \"groups\" (calc-audiences)"
+                );
+            }
+        }
         if let Some(mode) = &self.postgresql.sslmode {
             crate::db::tls::SslMode::parse(mode)
                 .map_err(|e| anyhow::anyhow!("config {origin}: key \"postgresql.sslmode\": {e}"))?;

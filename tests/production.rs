@@ -49,6 +49,8 @@ INSERT INTO cdp_ce.customer_events VALUES
     ('00000000-0000-0000-0000-000000000002', 'web', 'page_view', '1-0-0', '2024-01-02 10:00+00', '{"url": "/x"}');
 INSERT INTO cdp_ps.event_entities VALUES
     ('00000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-0000000000e1');
+-- the events above count as stitched: nothing waits in the queue
+DELETE FROM cdp_ps.customer_events_to_process;
 INSERT INTO cdp_attr.attributes VALUES
     ('email', '{"type": "last", "value": "payload->>''email''"}'),
     ('city', '{"type": "last", "value": "payload->>''city''"}'),
