@@ -31,6 +31,9 @@ _cdpctl() {
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
                 ;;
+            cdpctl,stitch)
+                cmd="cdpctl__subcmd__stitch"
+                ;;
             cdpctl__subcmd__help,completions)
                 cmd="cdpctl__subcmd__help__subcmd__completions"
                 ;;
@@ -46,6 +49,24 @@ _cdpctl() {
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
                 ;;
+            cdpctl__subcmd__help,stitch)
+                cmd="cdpctl__subcmd__help__subcmd__stitch"
+                ;;
+            cdpctl__subcmd__help__subcmd__stitch,explain)
+                cmd="cdpctl__subcmd__help__subcmd__stitch__subcmd__explain"
+                ;;
+            cdpctl__subcmd__stitch,explain)
+                cmd="cdpctl__subcmd__stitch__subcmd__explain"
+                ;;
+            cdpctl__subcmd__stitch,help)
+                cmd="cdpctl__subcmd__stitch__subcmd__help"
+                ;;
+            cdpctl__subcmd__stitch__subcmd__help,explain)
+                cmd="cdpctl__subcmd__stitch__subcmd__help__subcmd__explain"
+                ;;
+            cdpctl__subcmd__stitch__subcmd__help,help)
+                cmd="cdpctl__subcmd__stitch__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +74,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status demo completions help"
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status stitch demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,7 +160,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status demo completions help"
+            opts="init status stitch demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,6 +243,34 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cdpctl__subcmd__help__subcmd__stitch)
+            opts="explain"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__stitch__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cdpctl__subcmd__init)
             opts="-y -q -v -h -V --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -267,6 +316,108 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__stitch)
+            opts="-y -q -v -h -V --from-scratch --batch-size --max-batches --dry-run --config --database-url --format --yes --quiet --verbose --help --version explain help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --batch-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-batches)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__stitch__subcmd__explain)
+            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__stitch__subcmd__help)
+            opts="explain help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__stitch__subcmd__help__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__stitch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
