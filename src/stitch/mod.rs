@@ -602,6 +602,14 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         pb.finish_and_clear();
         add(&mut sum, &st);
         sum.batches = 1;
+        // fresh statistics, so the next incremental run's look-ups use the indexes
+        db.client
+            .batch_execute(&s.substitute(
+                "ANALYZE {{ps}}.identifiers, {{ps}}.matching, {{ps}}.event_entities, {{ps}}.entities,
+                         {{ps}}.customer_events_to_process, {{attr}}.customer_entities",
+            ))
+            .await
+            .pg_context(|| "analyzing the stitching tables".into())?;
     } else {
         sum.mode = "incremental".into();
         let hi: Option<i64> = db
