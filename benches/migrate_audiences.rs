@@ -53,12 +53,24 @@ async fn raw_lookup(d: &Dynalite, refs: &[String], conc: usize) -> f64 {
                         .expression_attribute_names("#v", "contact_id")
                         .build()
                         .unwrap();
-                    let out = client
-                        .batch_get_item()
-                        .request_items(&table, ka)
-                        .send()
-                        .await
-                        .expect("raw BatchGetItem");
+                    // a pooled connection the server closed while idle is
+                    // retried, as any client would
+                    let mut tries = 0;
+                    let out = loop {
+                        match client
+                            .batch_get_item()
+                            .request_items(&table, ka.clone())
+                            .send()
+                            .await
+                        {
+                            Ok(out) => break out,
+                            Err(e) if tries < 5 => {
+                                tries += 1;
+                                let _ = e;
+                            }
+                            Err(e) => panic!("raw BatchGetItem: {e:?}"),
+                        }
+                    };
                     n += out
                         .responses()
                         .and_then(|r| r.get(&table))
@@ -179,6 +191,7 @@ fn main() {
         println!();
         println!("| references | raw BatchGetItem keys/s | migrate-audiences refs/s | ratio | peak RSS (MB) |");
         println!("|---:|---:|---:|---:|---:|");
+        let mut rss_seen = Vec::new();
         for (k, &n) in sizes.iter().enumerate() {
             let campaign = k as i64 + 1;
             let refs: Vec<String> = spec.members(campaign, n).map(contact_reference).collect();
@@ -194,6 +207,16 @@ fn main() {
             println!(
                 "| {n} | {raw:.0} (before {raw1:.0}, after {raw2:.0}) | {mig:.0} | {:.2} | {rss:.1} |",
                 mig / raw
+            );
+            rss_seen.push((n, rss));
+        }
+        if let (Some(small), Some(big)) = (rss_seen.first(), rss_seen.last()) {
+            println!();
+            println!(
+                "peak RSS {} refs / {} refs: {:.2}",
+                big.0,
+                small.0,
+                big.1 / small.1
             );
         }
     });

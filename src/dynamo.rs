@@ -97,6 +97,9 @@ pub struct ContactMapper {
 fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()
+        // below the 5 s keep-alive of common servers (node, nginx): a pooled
+        // connection is dropped before the server closes it under a request
+        .pool_idle_timeout(Duration::from_secs(4))
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
