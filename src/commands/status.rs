@@ -88,6 +88,27 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     items.extend(crate::history::status_items(db).await?);
     items.extend(crate::production::status_items(db).await?);
     items.extend(jobs(db).await?);
+    // one block per area, in pipeline order (unknown areas after, as they come)
+    let mut order: Vec<&'static str> = vec![
+        "schema",
+        "events",
+        "stitching",
+        "attributes",
+        "groups",
+        "audiences",
+        "audience migration",
+        "segments",
+        "history",
+        "production",
+    ];
+    for it in &items {
+        if !order.contains(&it.area) {
+            order.push(it.area);
+        }
+    }
+    order.retain(|a| *a != "jobs");
+    order.push("jobs");
+    items.sort_by_key(|it| order.iter().position(|a| *a == it.area));
     Ok(items)
 }
 
