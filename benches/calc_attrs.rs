@@ -6,7 +6,8 @@
 //!   full         cdpctl from scratch (every value written) and --all (recalculate, keep data)
 //!   incremental  1k dirty entities
 //!   per-entity   one SQL query per entity evaluating all 20 definitions,
-//!                timed on a sample and extrapolated
+//!                timed on a sample and extrapolated; and one query per
+//!                (entity, definition), timed on 100 entities and extrapolated
 //! and prints the ratios.
 
 #[path = "../tests/common/mod.rs"]
