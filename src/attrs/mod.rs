@@ -565,12 +565,17 @@ async fn evaluate_into(
     acc: &mut Accumulator,
     times: &mut (f64, f64),
 ) -> Result<()> {
+    let t = Instant::now();
+    // Custom queries read the batch's events many times: copy them once.
+    let materialized = !plan.customs.is_empty();
+    if materialized {
+        plan::fill_events(db).await?;
+    }
     db.client
         .batch_execute("BEGIN READ ONLY")
         .await
         .pg_context(|| "starting a read-only transaction".into())?;
     let res = async {
-        let t = Instant::now();
         if !plan.builtin.is_empty() {
             let mut types = vec![Type::INT4, Type::TIMESTAMPTZ, Type::UUID];
             for (_, layout) in &plan.builtin {
@@ -588,7 +593,11 @@ async fn evaluate_into(
                 .client
                 .copy_out(&format!(
                     "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan.pass_sql
+                    if materialized {
+                        &plan.pass_sql_materialized
+                    } else {
+                        &plan.pass_sql
+                    }
                 ))
                 .await
                 .pg_context(|| "evaluating the attribute definitions".into())?;
@@ -666,7 +675,7 @@ async fn evaluate_into(
                 .client
                 .copy_out(&format!(
                     "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan::custom_sql(db, d, numeric)
+                    plan::custom_sql(d, numeric)
                 ))
                 .await
                 .pg_context(|| format!("attribute \"{}\": custom query", d.id))?;
