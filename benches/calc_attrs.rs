@@ -279,8 +279,13 @@ async fn run() {
     .unwrap();
     let (incr, sum) = calc(base.clone()).await;
     println!(
-        "cdpctl calc-attrs incremental, {} dirty entities: {:.3}s",
-        sum.entities_calculated, incr
+        "cdpctl calc-attrs incremental, {} dirty entities: {:.3}s (pass {:.3}s, custom {:.3}s, diff+write {:.3}s, rest {:.3}s)",
+        sum.entities_calculated,
+        incr,
+        sum.seconds_pass,
+        sum.seconds_custom,
+        sum.seconds_write,
+        incr - sum.seconds_pass - sum.seconds_custom - sum.seconds_write
     );
 
     // per-entity baseline: one query per entity evaluating all 20 definitions

@@ -858,7 +858,8 @@ async fn write_batch(
         }
     }
     let mut res = WriteResult::default();
-    let mut stage: Option<TextCopy> = None;
+    // changed (entity, attribute) pairs
+    let mut changed_pairs: Vec<(usize, usize, Vec<String>)> = Vec::new();
     let want_entity = due.len() == 1;
     for (idx, _) in due.iter().enumerate() {
         if !present[idx] {
@@ -886,26 +887,7 @@ async fn write_batch(
             changed = true;
             res.deleted += stored.len() as u64;
             res.inserted += new.len() as u64;
-            if !apply {
-                continue;
-            }
-            if stage.is_none() {
-                let sink = tx
-                    .copy_in(&format!(
-                        "COPY {STAGE} (idx, attribute_id, value) FROM STDIN"
-                    ))
-                    .await
-                    .pg_context(|| "staging changed values".into())?;
-                stage = Some(TextCopy::new(sink, "the staging table"));
-            }
-            let w = stage.as_mut().unwrap();
-            let idx_s = idx.to_string();
-            if new.is_empty() {
-                w.row(&[Some(&idx_s), Some(&d.id), None]).await?;
-            }
-            for v in &new {
-                w.row(&[Some(&idx_s), Some(&d.id), Some(v)]).await?;
-            }
+            changed_pairs.push((idx, a, new));
         }
         if changed {
             res.changed_entities += 1;
@@ -915,38 +897,56 @@ async fn write_batch(
         tx.rollback().await.ok();
         return Ok(res);
     }
-    if let Some(w) = stage {
+    if !changed_pairs.is_empty() {
+        // the changed pairs, for the delete and the journal
+        let sink = tx
+            .copy_in(&format!("COPY {STAGE} (idx, attribute_id) FROM STDIN"))
+            .await
+            .pg_context(|| "staging changed values".into())?;
+        let mut w = TextCopy::new(sink, "the staging table");
+        for (idx, a, _) in &changed_pairs {
+            let idx_s = idx.to_string();
+            w.row(&[Some(&idx_s), Some(&plan.defs[*a].id)]).await?;
+        }
         w.finish().await?;
-        let deleted = tx
-            .execute(
+        let deleted = if res.deleted > 0 {
+            tx.execute(
                 &format!(
                     "DELETE FROM {attr}.customer_attributes ca
-                      USING (SELECT DISTINCT b.id, s.attribute_id
-                               FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx) d
-                      WHERE ca.customer_entity_id = d.id AND ca.attribute_id = d.attribute_id",
+                      USING {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
+                      WHERE ca.customer_entity_id = b.id AND ca.attribute_id = s.attribute_id",
                     attr = s.attr
                 ),
                 &[],
             )
             .await
-            .pg_context(|| "deleting replaced attribute values".into())?;
-        let inserted = tx
-            .execute(
-                &format!(
-                    "INSERT INTO {attr}.customer_attributes (customer_entity_id, attribute_id, value, modified)
-                     SELECT b.id, s.attribute_id, s.value, now() AT TIME ZONE 'UTC'
-                       FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
-                      WHERE s.value IS NOT NULL",
+            .pg_context(|| "deleting replaced attribute values".into())?
+        } else {
+            0
+        };
+        // new values straight into the table (`modified` defaults to now)
+        let mut inserted = 0;
+        if res.inserted > 0 {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {attr}.customer_attributes (customer_entity_id, attribute_id, value) FROM STDIN",
                     attr = s.attr
-                ),
-                &[],
-            )
-            .await
-            .pg_context(|| "writing attribute values".into())?;
+                ))
+                .await
+                .pg_context(|| "writing attribute values".into())?;
+            let mut w = TextCopy::new(sink, "customer_attributes");
+            for (idx, a, new) in &changed_pairs {
+                for v in new {
+                    w.row(&[Some(&due[*idx].id), Some(&plan.defs[*a].id), Some(v)])
+                        .await?;
+                }
+            }
+            inserted = w.finish().await?;
+        }
         tx.execute(
             &format!(
                 "INSERT INTO {cdpctl}.entity_changes (entity_id, kind, items)
-                 SELECT b.id, 'attributes', array_agg(DISTINCT s.attribute_id ORDER BY s.attribute_id)
+                 SELECT b.id, 'attributes', array_agg(s.attribute_id ORDER BY s.attribute_id)
                    FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
                   GROUP BY b.id",
                 cdpctl = s.cdpctl
@@ -957,6 +957,9 @@ async fn write_batch(
         .pg_context(|| "journalling attribute changes in entity_changes".into())?;
         res.deleted = deleted;
         res.inserted = inserted;
+    } else {
+        res.deleted = 0;
+        res.inserted = 0;
     }
     tx.commit().await.context("committing attribute values")?;
     Ok(res)
