@@ -6,11 +6,12 @@
 //! attributes' configured expressions in one pass over the batch's events
 //! (read-only transaction) and streams the values out with binary COPY;
 //! [`aggregate`] reduces them per (entity, attribute) in memory; custom
-//! queries run set-based (one LATERAL query per attribute over the batch).
-//! The new values are diffed against the stored ones, and only changed
-//! (entity, attribute) pairs are written (COPY into a staging table, then
-//! set-based DELETE/INSERT), journalled in `entity_changes` in the same
-//! transaction.
+//! queries run set-based (one LATERAL query per attribute over the batch,
+//! reading the batch's events copied once into a temporary table). The new
+//! values are diffed against the stored ones, and only changed (entity,
+//! attribute) pairs are written (pairs staged for a set-based DELETE of the
+//! old values, new values COPYed into the table), journalled in
+//! `entity_changes` in the same transaction.
 
 pub mod aggregate;
 pub mod cache;
@@ -898,15 +899,34 @@ async fn write_batch(
         return Ok(res);
     }
     if !changed_pairs.is_empty() {
-        // the changed pairs, for the delete and the journal
+        // the changed entities with their changed attributes, for the
+        // delete and the journal
         let sink = tx
-            .copy_in(&format!("COPY {STAGE} (idx, attribute_id) FROM STDIN"))
+            .copy_in(&format!("COPY {STAGE} (idx, items) FROM STDIN"))
             .await
             .pg_context(|| "staging changed values".into())?;
         let mut w = TextCopy::new(sink, "the staging table");
-        for (idx, a, _) in &changed_pairs {
+        let mut k = 0;
+        while k < changed_pairs.len() {
+            let idx = changed_pairs[k].0;
+            let mut items = String::from("{");
+            while k < changed_pairs.len() && changed_pairs[k].0 == idx {
+                if items.len() > 1 {
+                    items.push(',');
+                }
+                items.push('"');
+                for c in plan.defs[changed_pairs[k].1].id.chars() {
+                    if c == '"' || c == '\\' {
+                        items.push('\\');
+                    }
+                    items.push(c);
+                }
+                items.push('"');
+                k += 1;
+            }
+            items.push('}');
             let idx_s = idx.to_string();
-            w.row(&[Some(&idx_s), Some(&plan.defs[*a].id)]).await?;
+            w.row(&[Some(&idx_s), Some(&items)]).await?;
         }
         w.finish().await?;
         let deleted = if res.deleted > 0 {
@@ -914,7 +934,7 @@ async fn write_batch(
                 &format!(
                     "DELETE FROM {attr}.customer_attributes ca
                       USING {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
-                      WHERE ca.customer_entity_id = b.id AND ca.attribute_id = s.attribute_id",
+                      WHERE ca.customer_entity_id = b.id AND ca.attribute_id = ANY (s.items)",
                     attr = s.attr
                 ),
                 &[],
@@ -946,9 +966,8 @@ async fn write_batch(
         tx.execute(
             &format!(
                 "INSERT INTO {cdpctl}.entity_changes (entity_id, kind, items)
-                 SELECT b.id, 'attributes', array_agg(s.attribute_id ORDER BY s.attribute_id)
-                   FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
-                  GROUP BY b.id",
+                 SELECT b.id, 'attributes', ARRAY(SELECT a FROM unnest(s.items) a ORDER BY a)
+                   FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx",
                 cdpctl = s.cdpctl
             ),
             &[],

@@ -11,8 +11,8 @@ use crate::db::{quote_literal, Db, PgError};
 
 /// The batch's entities (a temporary table, one per session).
 pub const BATCH: &str = "pg_temp.cdpctl_calc_batch";
-/// New values of the (entity, attribute) pairs that changed.
-pub const STAGE: &str = "pg_temp.cdpctl_calc_stage";
+/// The entities whose values changed, with the changed attributes' ids.
+pub const STAGE: &str = "pg_temp.cdpctl_calc_changed";
 /// The batch's events, copied once per batch when custom queries need them
 /// (`idx` = the entity's position in the batch, indexed): the custom
 /// queries' `base` and the pass read this instead of joining the event
@@ -285,7 +285,7 @@ pub async fn ensure_temp_tables(db: &Db) -> Result<()> {
         .batch_execute(&format!(
             "SET jit = off;
              CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
-             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_stage (idx int4 NOT NULL, attribute_id text NOT NULL, value text);
+             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_changed (idx int4 NOT NULL, items text[] NOT NULL);
              CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
                SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
                  FROM {ce}.customer_events WITH NO DATA;
