@@ -1131,3 +1131,87 @@ fn example_config_documents_the_attributes_section() {
     let err = attrs::Settings::from_config(&bad).unwrap_err().to_string();
     assert!(err.contains("key \"attributes.batch_size\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_attribute_ids_are_written_replaced_and_journalled() {
+    let t = seeded(20).await;
+    let c = t.client().await;
+    c.batch_execute("DELETE FROM cdp_attr.attributes")
+        .await
+        .unwrap();
+    let ids = ["we\"ird", "back\\slash, {comma}", "plain"];
+    for id in ids {
+        define(&c, id, json!({"type": "max", "value": "1"})).await;
+    }
+    calc(&t, opts()).await.unwrap();
+    let entities: i64 = c
+        .query_one("SELECT count(*) FROM cdp_attr.customer_entities", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let first = journal_items(&c).await;
+    assert_eq!(first.len() as i64, entities);
+    let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    for items in &first {
+        let mut got = items.clone();
+        got.sort();
+        assert_eq!(got, want);
+    }
+    // change two definitions: their old values are replaced, not duplicated
+    c.batch_execute("DELETE FROM cdpctl.entity_changes")
+        .await
+        .unwrap();
+    define(&c, ids[0], json!({"type": "max", "value": "2"})).await;
+    define(&c, ids[1], json!({"type": "max", "value": "3"})).await;
+    calc(
+        &t,
+        CalcOptions {
+            all: true,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query(
+            "SELECT attribute_id, value, count(*) FROM cdp_attr.customer_attributes GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut want_rows = vec![
+        (ids[0].to_string(), "2".to_string(), entities),
+        (ids[1].to_string(), "3".to_string(), entities),
+        (ids[2].to_string(), "1".to_string(), entities),
+    ];
+    want_rows.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want_rows);
+    let second = journal_items(&c).await;
+    assert_eq!(second.len() as i64, entities);
+    let mut want2 = vec![ids[0].to_string(), ids[1].to_string()];
+    want2.sort();
+    for items in &second {
+        let mut g = items.clone();
+        g.sort();
+        assert_eq!(g, want2);
+    }
+}
+
+async fn journal_items(c: &tokio_postgres::Client) -> Vec<Vec<String>> {
+    c.query(
+        "SELECT items FROM cdpctl.entity_changes WHERE kind = 'attributes'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}

@@ -6,11 +6,12 @@
 //! attributes' configured expressions in one pass over the batch's events
 //! (read-only transaction) and streams the values out with binary COPY;
 //! [`aggregate`] reduces them per (entity, attribute) in memory; custom
-//! queries run set-based (one LATERAL query per attribute over the batch).
-//! The new values are diffed against the stored ones, and only changed
-//! (entity, attribute) pairs are written (COPY into a staging table, then
-//! set-based DELETE/INSERT), journalled in `entity_changes` in the same
-//! transaction.
+//! queries run set-based (one LATERAL query per attribute over the batch,
+//! reading the batch's events copied once into a temporary table). The new
+//! values are diffed against the stored ones, and only changed (entity,
+//! attribute) pairs are written (pairs staged for a set-based DELETE of the
+//! old values, new values COPYed into the table), journalled in
+//! `entity_changes` in the same transaction.
 
 pub mod aggregate;
 pub mod cache;
@@ -568,12 +569,17 @@ async fn evaluate_into(
     acc: &mut Accumulator,
     times: &mut (f64, f64),
 ) -> Result<()> {
+    let t = Instant::now();
+    // Custom queries read the batch's events many times: copy them once.
+    let materialized = !plan.customs.is_empty();
+    if materialized {
+        plan::fill_events(db).await?;
+    }
     db.client
         .batch_execute("BEGIN READ ONLY")
         .await
         .pg_context(|| "starting a read-only transaction".into())?;
     let res = async {
-        let t = Instant::now();
         if !plan.builtin.is_empty() {
             let mut types = vec![Type::INT4, Type::TIMESTAMPTZ, Type::UUID];
             for (_, layout) in &plan.builtin {
@@ -591,7 +597,11 @@ async fn evaluate_into(
                 .client
                 .copy_out(&format!(
                     "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan.pass_sql
+                    if materialized {
+                        &plan.pass_sql_materialized
+                    } else {
+                        &plan.pass_sql
+                    }
                 ))
                 .await
                 .pg_context(|| "evaluating the attribute definitions".into())?;
@@ -669,7 +679,7 @@ async fn evaluate_into(
                 .client
                 .copy_out(&format!(
                     "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan::custom_sql(db, d, numeric)
+                    plan::custom_sql(d, numeric)
                 ))
                 .await
                 .pg_context(|| format!("attribute \"{}\": custom query", d.id))?;
@@ -852,7 +862,8 @@ async fn write_batch(
         }
     }
     let mut res = WriteResult::default();
-    let mut stage: Option<TextCopy> = None;
+    // changed (entity, attribute) pairs
+    let mut changed_pairs: Vec<(usize, usize, Vec<String>)> = Vec::new();
     let want_entity = due.len() == 1;
     for (idx, _) in due.iter().enumerate() {
         if !present[idx] {
@@ -880,26 +891,7 @@ async fn write_batch(
             changed = true;
             res.deleted += stored.len() as u64;
             res.inserted += new.len() as u64;
-            if !apply {
-                continue;
-            }
-            if stage.is_none() {
-                let sink = tx
-                    .copy_in(&format!(
-                        "COPY {STAGE} (idx, attribute_id, value) FROM STDIN"
-                    ))
-                    .await
-                    .pg_context(|| "staging changed values".into())?;
-                stage = Some(TextCopy::new(sink, "the staging table"));
-            }
-            let w = stage.as_mut().unwrap();
-            let idx_s = idx.to_string();
-            if new.is_empty() {
-                w.row(&[Some(&idx_s), Some(&d.id), None]).await?;
-            }
-            for v in &new {
-                w.row(&[Some(&idx_s), Some(&d.id), Some(v)]).await?;
-            }
+            changed_pairs.push((idx, a, new));
         }
         if changed {
             res.changed_entities += 1;
@@ -909,40 +901,76 @@ async fn write_batch(
         tx.rollback().await.ok();
         return Ok(res);
     }
-    if let Some(w) = stage {
+    if !changed_pairs.is_empty() {
+        // the changed entities with their changed attributes, for the
+        // delete and the journal
+        let sink = tx
+            .copy_in(&format!("COPY {STAGE} (idx, items) FROM STDIN"))
+            .await
+            .pg_context(|| "staging changed values".into())?;
+        let mut w = TextCopy::new(sink, "the staging table");
+        let mut k = 0;
+        while k < changed_pairs.len() {
+            let idx = changed_pairs[k].0;
+            let mut items = String::from("{");
+            while k < changed_pairs.len() && changed_pairs[k].0 == idx {
+                if items.len() > 1 {
+                    items.push(',');
+                }
+                items.push('"');
+                for c in plan.defs[changed_pairs[k].1].id.chars() {
+                    if c == '"' || c == '\\' {
+                        items.push('\\');
+                    }
+                    items.push(c);
+                }
+                items.push('"');
+                k += 1;
+            }
+            items.push('}');
+            let idx_s = idx.to_string();
+            w.row(&[Some(&idx_s), Some(&items)]).await?;
+        }
         w.finish().await?;
-        let deleted = tx
-            .execute(
+        let deleted = if res.deleted > 0 {
+            tx.execute(
                 &format!(
                     "DELETE FROM {attr}.customer_attributes ca
-                      USING (SELECT DISTINCT b.id, s.attribute_id
-                               FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx) d
-                      WHERE ca.customer_entity_id = d.id AND ca.attribute_id = d.attribute_id",
+                      USING {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
+                      WHERE ca.customer_entity_id = b.id AND ca.attribute_id = ANY (s.items)",
                     attr = s.attr
                 ),
                 &[],
             )
             .await
-            .pg_context(|| "deleting replaced attribute values".into())?;
-        let inserted = tx
-            .execute(
-                &format!(
-                    "INSERT INTO {attr}.customer_attributes (customer_entity_id, attribute_id, value, modified)
-                     SELECT b.id, s.attribute_id, s.value, now() AT TIME ZONE 'UTC'
-                       FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
-                      WHERE s.value IS NOT NULL",
+            .pg_context(|| "deleting replaced attribute values".into())?
+        } else {
+            0
+        };
+        // new values straight into the table (`modified` defaults to now)
+        let mut inserted = 0;
+        if res.inserted > 0 {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {attr}.customer_attributes (customer_entity_id, attribute_id, value) FROM STDIN",
                     attr = s.attr
-                ),
-                &[],
-            )
-            .await
-            .pg_context(|| "writing attribute values".into())?;
+                ))
+                .await
+                .pg_context(|| "writing attribute values".into())?;
+            let mut w = TextCopy::new(sink, "customer_attributes");
+            for (idx, a, new) in &changed_pairs {
+                for v in new {
+                    w.row(&[Some(&due[*idx].id), Some(&plan.defs[*a].id), Some(v)])
+                        .await?;
+                }
+            }
+            inserted = w.finish().await?;
+        }
         tx.execute(
             &format!(
                 "INSERT INTO {cdpctl}.entity_changes (entity_id, kind, items)
-                 SELECT b.id, 'attributes', array_agg(DISTINCT s.attribute_id ORDER BY s.attribute_id)
-                   FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx
-                  GROUP BY b.id",
+                 SELECT b.id, 'attributes', ARRAY(SELECT a FROM unnest(s.items) a ORDER BY a)
+                   FROM {STAGE} s JOIN {BATCH} b ON b.idx = s.idx",
                 cdpctl = s.cdpctl
             ),
             &[],
@@ -951,6 +979,9 @@ async fn write_batch(
         .pg_context(|| "journalling attribute changes in entity_changes".into())?;
         res.deleted = deleted;
         res.inserted = inserted;
+    } else {
+        res.deleted = 0;
+        res.inserted = 0;
     }
     tx.commit().await.context("committing attribute values")?;
     Ok(res)

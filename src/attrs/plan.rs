@@ -11,8 +11,13 @@ use crate::db::{quote_literal, Db, PgError};
 
 /// The batch's entities (a temporary table, one per session).
 pub const BATCH: &str = "pg_temp.cdpctl_calc_batch";
-/// New values of the (entity, attribute) pairs that changed.
-pub const STAGE: &str = "pg_temp.cdpctl_calc_stage";
+/// The entities whose values changed, with the changed attributes' ids.
+pub const STAGE: &str = "pg_temp.cdpctl_calc_changed";
+/// The batch's events, copied once per batch when custom queries need them
+/// (`idx` = the entity's position in the batch, indexed): the custom
+/// queries' `base` and the pass read this instead of joining the event
+/// tables again for every custom attribute.
+pub const EVENTS: &str = "pg_temp.cdpctl_calc_events";
 
 /// How one built-in attribute's observations arrive in the pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,8 @@ pub struct Plan {
     /// Whether the pass carries event time and id (first/last present).
     pub timed: bool,
     pub pass_sql: String,
+    /// The same pass over the batch's materialised events ([`EVENTS`]).
+    pub pass_sql_materialized: String,
 }
 
 /// The events of the batch, exposing exactly the event columns (so
@@ -174,7 +181,12 @@ pub fn layout_for(d: &Definition, srf: bool) -> Layout {
 
 /// The whole pass: `cdpctl_idx, event_time, id, <columns of every
 /// built-in attribute>` for every event of the batch.
-pub fn pass_sql(db: &Db, defs: &[Definition], builtin: &[(usize, Layout)], timed: bool) -> String {
+pub fn pass_sql(
+    scope: &str,
+    defs: &[Definition],
+    builtin: &[(usize, Layout)],
+    timed: bool,
+) -> String {
     let mut cols = vec!["e.cdpctl_idx".to_string()];
     if timed {
         cols.push("e.event_time".into());
@@ -186,28 +198,54 @@ pub fn pass_sql(db: &Db, defs: &[Definition], builtin: &[(usize, Layout)], timed
     for (i, layout) in builtin {
         cols.extend(columns(&defs[*i], *layout));
     }
+    format!("SELECT {}\n  FROM {}", cols.join(",\n       "), scope)
+}
+
+/// The batch's events read from [`EVENTS`] (filled by [`fill_events`]),
+/// with the same columns as [`events_scope`].
+pub fn materialized_scope() -> String {
     format!(
-        "SELECT {}\n  FROM {}",
-        cols.join(",\n       "),
-        events_scope(db)
+        "(SELECT idx AS cdpctl_idx, id, source_id, type, version, event_time, payload
+            FROM {EVENTS}) AS e"
     )
 }
 
-/// `base` for one entity of the batch (`b` is the batch row).
-pub fn base_cte(db: &Db) -> String {
-    let s = &db.schemas;
+/// `base` for one entity of the batch (`b` is the batch row): its events
+/// in [`EVENTS`], found by the index on `idx`.
+pub fn base_cte() -> String {
     format!(
         "base AS (SELECT ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
-                    FROM {ps}.event_entities ee
-                    JOIN {ce}.customer_events ev ON ev.id = ee.event_id
-                   WHERE ee.entity_id = b.id)",
-        ps = s.ps,
-        ce = s.ce
+                    FROM {EVENTS} ev
+                   WHERE ev.idx = b.idx)"
     )
 }
 
-/// A custom attribute over every entity of the batch: `idx, value`.
-pub fn custom_sql(db: &Db, d: &Definition, numeric: bool) -> String {
+/// Copies the batch's events into [`EVENTS`] (one join of the event tables
+/// per batch), indexed by entity, and analyzes it.
+pub async fn fill_events(db: &Db) -> Result<()> {
+    use crate::db::PgResultExt;
+    let s = &db.schemas;
+    db.client
+        .batch_execute(&format!(
+            "TRUNCATE {EVENTS};
+             DROP INDEX IF EXISTS pg_temp.cdpctl_calc_events_idx;
+             INSERT INTO {EVENTS} (idx, id, source_id, type, version, event_time, payload)
+             SELECT b.idx, ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
+               FROM {BATCH} b
+               JOIN {ps}.event_entities ee ON ee.entity_id = b.id
+               JOIN {ce}.customer_events ev ON ev.id = ee.event_id;
+             CREATE INDEX cdpctl_calc_events_idx ON {EVENTS} (idx);
+             ANALYZE {EVENTS};",
+            ps = s.ps,
+            ce = s.ce
+        ))
+        .await
+        .pg_context(|| "copying the batch's events into a temporary table".into())
+}
+
+/// A custom attribute over every entity of the batch: `idx, value` (reads
+/// [`EVENTS`], filled by [`fill_events`]).
+pub fn custom_sql(d: &Definition, numeric: bool) -> String {
     format!(
         "SELECT b.idx, {}::text
            FROM {BATCH} b
@@ -218,7 +256,7 @@ pub fn custom_sql(db: &Db, d: &Definition, numeric: bool) -> String {
         } else {
             "q.value"
         },
-        base_cte(db),
+        base_cte(),
         d.query
     )
 }
@@ -236,13 +274,23 @@ pub fn custom_shape_sql(db: &Db, d: &Definition) -> String {
 }
 
 /// Creates the session's temporary tables (idempotent).
+/// Also tunes the session for short analytic statements: no JIT (compiling
+/// the pass's expressions costs more than it saves on a batch), and local
+/// buffers large enough for a batch's events (only settable before the
+/// session touches a temporary table, so a failure is ignored).
 pub async fn ensure_temp_tables(db: &Db) -> Result<()> {
     use crate::db::PgResultExt;
+    let _ = db.client.batch_execute("SET temp_buffers = '256MB'").await;
     db.client
         .batch_execute(&format!(
-            "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
-             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_stage (idx int4 NOT NULL, attribute_id text NOT NULL, value text);
-             TRUNCATE {BATCH}, {STAGE};"
+            "SET jit = off;
+             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
+             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_changed (idx int4 NOT NULL, items text[] NOT NULL);
+             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
+               SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
+                 FROM {ce}.customer_events WITH NO DATA;
+             TRUNCATE {BATCH}, {STAGE}, {EVENTS};",
+            ce = db.schemas.ce
         ))
         .await
         .pg_context(|| "creating the temporary tables of the calculation".into())
@@ -288,7 +336,7 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                     }
                     let numeric =
                         stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
-                    if let Err(e) = db.client.prepare(&custom_sql(db, d, numeric)).await {
+                    if let Err(e) = db.client.prepare(&custom_sql(d, numeric)).await {
                         errors.push(format!(
                             "attribute \"{}\": custom query: {}",
                             d.id,
@@ -339,13 +387,15 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
         fixed.push((i, layout));
     }
     let timed = fixed.iter().any(|(i, _)| defs[*i].kind.timed());
-    let pass_sql = pass_sql(db, &defs, &fixed, timed);
+    let pass_sql_materialized = pass_sql(&materialized_scope(), &defs, &fixed, timed);
+    let pass_sql = pass_sql(&scope, &defs, &fixed, timed);
     Ok(Plan {
         defs,
         builtin: fixed,
         customs,
         timed,
         pass_sql,
+        pass_sql_materialized,
     })
 }
 
