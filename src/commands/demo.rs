@@ -172,10 +172,69 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
             "customer events".to_string(),
             crate::output::num(seeded.events),
         ]);
-        let mut s = t.to_string();
+        let mut p = crate::output::table(["pipeline step", "result"]);
         for (name, v) in &steps {
-            s.push_str(&format!("\n{name}: {v}"));
+            p.add_row(vec![name.clone(), summarize(name, v)]);
         }
-        s
+        format!("{t}\n{p}")
     })
+}
+
+/// One line per pipeline step for the closing table (the JSON output keeps
+/// every detail).
+fn summarize(name: &str, v: &serde_json::Value) -> String {
+    let n = |k: &str| {
+        v[k].as_i64()
+            .map(crate::output::num)
+            .unwrap_or_else(|| "-".into())
+    };
+    if let Some(skipped) = v["skipped"].as_str() {
+        return format!("skipped: {skipped}");
+    }
+    match name {
+        "stitch" => format!(
+            "{} events -> {} entities, {} merges, {} refused edges",
+            n("events"),
+            n("entities_created"),
+            n("merges"),
+            v["refused_blocked"].as_i64().unwrap_or(0) + v["refused_limit"].as_i64().unwrap_or(0)
+        ),
+        "calc-attrs" => format!(
+            "{} entities, {} values written",
+            n("entities"),
+            n("values_written")
+        ),
+        "calc-audiences" => match v["groups"].as_object() {
+            Some(g) => g
+                .iter()
+                .map(|(k, size)| format!("{k} {size}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => v.to_string(),
+        },
+        "audiences" => format!(
+            "{} legacy rows; {} campaigns migrated: {} contacts, {} unmapped references kept",
+            n("legacy_rows_seeded"),
+            n("migrated_campaigns"),
+            n("migrated"),
+            n("unmapped")
+        ),
+        "flush-segment" => format!(
+            "{} requests -> {} added, {} removed ({} coalesced away)",
+            n("read"),
+            n("added"),
+            n("removed"),
+            n("coalesced")
+        ),
+        "history" => format!(
+            "{} changes captured; {} campaigns at {}",
+            n("captured"),
+            n("campaigns_at"),
+            v["at"].as_str().unwrap_or("-")
+        ),
+        _ => v["summary"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+    }
 }
