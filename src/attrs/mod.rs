@@ -259,20 +259,9 @@ pub async fn after_write(db: &mut Db, _summary: &CalcSummary) -> Result<()> {
     Ok(())
 }
 
-/// Takes the calc-attrs job lock. A run started right after another one
-/// ended can find the lock still held while the old session shuts down, so
-/// a held lock is retried for about a second before giving up (exit 3).
+/// Takes the calc-attrs job lock (shared by calc-attrs and reset-context).
 pub async fn lock(db: &Db) -> Result<()> {
-    let mut attempt = 0;
-    loop {
-        match db.lock_job("calc-attrs").await {
-            Err(e) if e.downcast_ref::<crate::error::LockHeld>().is_some() && attempt < 10 => {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
+    db.lock_job("calc-attrs").await
 }
 
 /// An entity selected for calculation: id and the row version seen.

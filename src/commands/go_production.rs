@@ -35,7 +35,7 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     let settings = Settings::from_config(&app.config.production_switch)?;
     let db = app.connect("go-production").await?;
     db.require_initialized().await?;
-    production::lock_job_patiently(&db, "go-production").await?;
+    db.lock_job("go-production").await?;
     if args.sync_pivot {
         let changed = production::sync_pivot(&db).await?;
         let in_production = production::catalog(&db).await?.in_production();

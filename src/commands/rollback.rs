@@ -26,7 +26,7 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     let settings = Settings::from_config(&app.config.production_switch)?;
     let db = app.connect("rollback").await?;
     db.require_initialized().await?;
-    production::lock_job_patiently(&db, "rollback").await?;
+    db.lock_job("rollback").await?;
     let timeout = args
         .lock_timeout
         .unwrap_or(Duration::from_millis(settings.lock_timeout_ms));

@@ -1449,19 +1449,3 @@ pub async fn demo_round_trip(db: &Db) -> Result<Value> {
         ),
     }))
 }
-
-/// Takes the job lock, waiting up to two seconds: a run that has just ended
-/// (`cdpctl rollback && cdpctl go-production`) can hold its session lock
-/// until its backend has gone.
-pub async fn lock_job_patiently(db: &Db, job: &str) -> Result<()> {
-    let mut attempts = 0;
-    loop {
-        match db.lock_job(job).await {
-            Err(e) if attempts < 20 && e.downcast_ref::<crate::error::LockHeld>().is_some() => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
-}
