@@ -184,15 +184,17 @@ pub async fn demo_step(
         "mapping_file": mapping_file.display().to_string(),
         "mappings": mappings,
     });
-    if let Some(why) = super::dynalite::unavailable() {
-        out.info(format!(
-            "migrate-audiences: skipped, no local DynamoDB: {why} (then rerun the demo)"
-        ));
-        let mut v = base;
-        v["skipped"] = json!(why);
-        return Ok(v);
-    }
-    let local = super::dynalite::LocalDynamo::start().await?;
+    let script = match super::dynalite::find_or_install(&|msg| out.info(msg)) {
+        Ok(script) => script,
+        Err(e) => {
+            let why = format!("no local DynamoDB: {e:#}");
+            out.info(format!("migrate-audiences: skipped, {why}"));
+            let mut v = base;
+            v["skipped"] = json!(why);
+            return Ok(v);
+        }
+    };
+    let local = super::dynalite::LocalDynamo::start(&script).await?;
     local.load(spec.mappings()).await?;
     let opts = crate::audiences::MigrateOptions {
         selection: crate::audiences::Selection {

@@ -1,11 +1,11 @@
 //! A real DynamoDB-protocol server for tests and benchmarks: dynalite
-//! (in-memory, from node_modules; `npm ci` installs it) on a free loopback
+//! (in-memory, from node_modules, installed on first use) on a free loopback
 //! port, with the contact mapping table created and helpers to bulk-load
 //! mappings. The server is killed on drop, or earlier with `kill()`.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,21 +17,13 @@ use cdpctl::config::DynamoConfig;
 use cdpctl::dynamo::ContactMapper;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-/// Path of the dynalite CLI script in the repository's node_modules.
+/// The dynalite CLI script in the repository's node_modules, installed with
+/// `npm ci` on first use (once, under a file lock shared by all test
+/// processes). Panics with the package to install when npm is missing.
 pub fn dynalite_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/dynalite/cli.js")
-}
-
-/// True when node and node_modules/dynalite are both present.
-pub fn dynalite_available() -> bool {
-    dynalite_script().exists()
-        && Command::new("node")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    cdpctl::demo::dynalite::install_in(root, &|msg| eprintln!("{msg}"))
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 pub struct Dynalite {
@@ -51,8 +43,7 @@ fn free_port() -> u16 {
 
 impl Dynalite {
     /// Starts dynalite and creates the mapping table (`contact_mapping`,
-    /// default key/value attribute names). Panics with the fix when
-    /// node_modules/dynalite is missing.
+    /// default key/value attribute names), installing dynalite on first use.
     pub async fn start() -> Dynalite {
         Self::start_with(&[]).await
     }
@@ -60,12 +51,6 @@ impl Dynalite {
     /// Like `start`, with extra dynalite flags (e.g. `--maxItemSizeKb`).
     pub async fn start_with(extra: &[&str]) -> Dynalite {
         let script = dynalite_script();
-        if !script.exists() {
-            panic!(
-                "{} is missing: run `npm ci` in the repository root (needs node and npm) to install dynalite, the DynamoDB-protocol server the tests use",
-                script.display()
-            );
-        }
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
