@@ -105,8 +105,10 @@ fn per_entity_sql(d: &Definition) -> String {
         Kind::Value => format!("SELECT min(v COLLATE \"C\") FROM ({vals}) x HAVING count(*) > 0"),
         Kind::Sum => format!("SELECT trim_scale(sum(v::numeric))::text FROM ({vals}) x WHERE {num} HAVING count(*) > 0"),
         Kind::Avg => format!("SELECT trim_scale(round(avg(v::numeric), 10))::text FROM ({vals}) x WHERE {num} HAVING count(*) > 0"),
-        Kind::Min => format!("SELECT trim_scale(min(v::numeric))::text FROM ({vals}) x WHERE {num} HAVING count(*) > 0"),
-        Kind::Max => format!("SELECT trim_scale(max(v::numeric))::text FROM ({vals}) x WHERE {num} HAVING count(*) > 0"),
+        Kind::Min | Kind::Max => {
+            let agg = if d.kind == Kind::Min { "min" } else { "max" };
+            format!("SELECT CASE WHEN bool_and({num}) THEN trim_scale({agg}(CASE WHEN {num} THEN v::numeric END))::text ELSE {agg}(v) END FROM ({vals}) x HAVING count(*) > 0")
+        }
         Kind::Custom => unreachable!(),
     }
 }

@@ -93,6 +93,19 @@ fn rows_to_values(rows: Vec<tokio_postgres::Row>) -> Values {
     m
 }
 
+/// `max`/`min` in SQL: numeric when every value of the entity is a number,
+/// else PostgreSQL's own `max(text)`/`min(text)` in the database's collation.
+/// `values` returns (entity_id, v).
+fn extreme_oracle(agg: &str, values: &str) -> String {
+    let num = r"'^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$'";
+    format!(
+        "SELECT entity_id, CASE WHEN bool_and(v ~ {num})
+                                THEN trim_scale({agg}(CASE WHEN v ~ {num} THEN v::numeric END))::text
+                                ELSE {agg}(v) END
+           FROM ({values}) x WHERE v IS NOT NULL GROUP BY 1"
+    )
+}
+
 /// Independent SQL for each demo definition: (attribute, query returning
 /// entity id, value).
 fn oracles() -> Vec<(&'static str, String)> {
@@ -124,12 +137,10 @@ fn oracles() -> Vec<(&'static str, String)> {
         ("total_spent", format!(
             "SELECT entity_id, trim_scale(sum((payload->>'amount')::numeric))::text FROM {ev} e
               WHERE type = 'purchase' AND payload->>'currency' = 'EUR' AND payload->>'amount' ~ {num} GROUP BY 1")),
-        ("max_purchase", format!(
-            "SELECT entity_id, trim_scale(max((payload->>'amount')::numeric))::text FROM {ev} e
-              WHERE type = 'purchase' AND payload->>'amount' ~ {num} GROUP BY 1")),
-        ("min_purchase", format!(
-            "SELECT entity_id, trim_scale(min((payload->>'amount')::numeric))::text FROM {ev} e
-              WHERE type = 'purchase' AND payload->>'amount' ~ {num} GROUP BY 1")),
+        ("max_purchase", extreme_oracle("max", &format!(
+            "SELECT entity_id, payload->>'amount' AS v FROM {ev} e WHERE type = 'purchase'"))),
+        ("min_purchase", extreme_oracle("min", &format!(
+            "SELECT entity_id, payload->>'amount' AS v FROM {ev} e WHERE type = 'purchase'"))),
         ("unique_pages", format!(
             "SELECT entity_id, count(DISTINCT payload->>'page')::text FROM {ev} e
               WHERE payload->>'page' IS NOT NULL GROUP BY 1")),
@@ -494,7 +505,8 @@ async fn ties_nulls_junk_and_weights_on_crafted_events() {
     assert_eq!(v(e1, "top_tag"), ["x"]);
     // 1 + 2 + 0.1 - 1 = 2.1 ("abc" skipped)
     assert_eq!(v(e1, "sum_n"), ["2.1"]);
-    assert_eq!(v(e1, "max_n"), ["2"]);
+    // "abc" is not a number: max compares every value as text
+    assert_eq!(v(e1, "max_n"), ["abc"]);
     assert_eq!(v(e1, "avg_amount"), ["100"]);
     assert_eq!(v(e1, "any_p"), ["B"]);
     assert!(v(e1, "nothing").is_empty());
@@ -1214,4 +1226,128 @@ async fn journal_items(c: &tokio_postgres::Client) -> Vec<Vec<String>> {
     .iter()
     .map(|r| r.get(0))
     .collect()
+}
+
+/// Runs `max`/`min` over the same values in `t` and returns, per entity,
+/// (min, max) as cdpctl stored them and as PostgreSQL computes them.
+async fn extremes(t: &TestDb) -> Vec<(String, [Vec<String>; 2], [Vec<String>; 2])> {
+    let c = t.client().await;
+    let entities = [
+        // numeric and lexical answers differ: numbers compare as numbers
+        (
+            "e0000000-0000-4000-8000-000000000001",
+            vec!["9.99", "10.00", "2"],
+        ),
+        // one value is not a number: all compare as text
+        (
+            "e0000000-0000-4000-8000-000000000002",
+            vec!["9.99", "10.00", "n/a"],
+        ),
+        // collation: case and accents (byte order differs from most collations)
+        (
+            "e0000000-0000-4000-8000-000000000003",
+            vec!["apple", "Banana", "Éclair", "zebra"],
+        ),
+        // ISO dates and plan names kept as strings
+        (
+            "e0000000-0000-4000-8000-000000000004",
+            vec!["2024-03-01", "2023-12-31", "2024-02-29"],
+        ),
+        (
+            "e0000000-0000-4000-8000-000000000005",
+            vec!["pro", "basic", "Enterprise"],
+        ),
+    ];
+    let mut n = 0;
+    for (ent, values) in &entities {
+        c.execute(
+            "INSERT INTO cdp_attr.customer_entities (id) VALUES ($1::text::uuid)",
+            &[ent],
+        )
+        .await
+        .unwrap();
+        for v in values {
+            n += 1;
+            let id = format!("f0000000-0000-4000-8000-{n:012}");
+            c.execute(
+                "INSERT INTO cdp_ce.customer_events (id, source_id, type, version, event_time, payload)
+                 VALUES ($1::text::uuid, 'web', 'buy', '1', now(), jsonb_build_object('x', $2::text))",
+                &[&id, v],
+            )
+            .await
+            .unwrap();
+            c.execute(
+                "INSERT INTO cdp_ps.event_entities VALUES ($1::text::uuid, $2::text::uuid)",
+                &[&id, ent],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    define(
+        &c,
+        "min_x",
+        json!({"type": "min", "value": "payload->>'x'"}),
+    )
+    .await;
+    define(
+        &c,
+        "max_x",
+        json!({"type": "max", "value": "payload->>'x'"}),
+    )
+    .await;
+    calc(t, opts()).await.unwrap();
+    let got = stored(&c).await;
+    let values = "SELECT ee.entity_id, e.payload->>'x' AS v FROM cdp_ps.event_entities ee
+                    JOIN cdp_ce.customer_events e ON e.id = ee.event_id";
+    let mut want: Values = BTreeMap::new();
+    for (attr, agg) in [("min_x", "min"), ("max_x", "max")] {
+        let sql = format!(
+            "SELECT o.e::text, o.v FROM ({}) AS o(e, v)",
+            extreme_oracle(agg, values)
+        );
+        for r in c.query(&sql, &[]).await.unwrap() {
+            want.insert((r.get(0), attr.to_string()), vec![r.get(1)]);
+        }
+    }
+    let pick = |m: &Values, e: &str| {
+        ["min_x", "max_x"].map(|a| {
+            m.get(&(e.to_string(), a.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        })
+    };
+    entities
+        .iter()
+        .map(|(e, _)| (e.to_string(), pick(&got, e), pick(&want, e)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_and_min_compare_numbers_as_numbers_and_text_in_the_database_collation() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // the server's default collation (the test cluster's: C.UTF-8 or the like)
+    let plain = TestDb::new().await;
+    let rows = extremes(&plain).await;
+    for (e, got, want) in &rows {
+        assert_eq!(got, want, "entity {e}: (min, max) against PostgreSQL");
+    }
+    assert_eq!(
+        rows[0].1,
+        [s(&["2"]), s(&["10"])],
+        "numbers, canonical form"
+    );
+    assert_eq!(rows[1].1[0], s(&["10.00"]), "text: the original value");
+    assert_eq!(rows[3].1, [s(&["2023-12-31"]), s(&["2024-03-01"])]);
+    // an ICU collation, where case and accents do not sort in byte order
+    let icu = TestDb::with_locale("LOCALE_PROVIDER icu ICU_LOCALE 'und' LOCALE 'C.UTF-8'").await;
+    let rows = extremes(&icu).await;
+    for (e, got, want) in &rows {
+        assert_eq!(got, want, "entity {e}: (min, max) against PostgreSQL (ICU)");
+    }
+    assert_eq!(rows[0].1, [s(&["2"]), s(&["10"])]);
+    assert_eq!(rows[1].1, [s(&["10.00"]), s(&["n/a"])]);
+    // byte order would answer "Banana" and "Éclair"
+    assert_eq!(rows[2].1, [s(&["apple"]), s(&["zebra"])]);
+    assert_eq!(rows[4].1, [s(&["basic"]), s(&["pro"])]);
 }

@@ -7,6 +7,12 @@
 //! broken by the data: first/last by event time, then event id, then the
 //! lexically smallest value; most/least frequent by total weight, then the
 //! lexically smallest value (byte order, like `COLLATE "C"`).
+//!
+//! `max`/`min` compare numerically while every value of the entity is a
+//! number; one value that is not switches the entity to text comparison,
+//! which must follow the database's collation (as `max(text)` does), so
+//! those entities' distinct values are handed back (`text_extremes`) for
+//! the database to compare, and the answer is stored with `resolve_text`.
 
 use std::collections::HashMap;
 
@@ -91,8 +97,26 @@ pub enum State {
     Bag(Bag),
     /// sum / avg
     Sum(Decimal, u64),
-    /// min / max
-    Extreme(Option<Decimal>),
+    /// min / max (boxed: rarer than the other types, and larger)
+    Extreme(Box<Extreme>),
+}
+
+/// The state of a `max`/`min`: the numeric extreme so far, and every
+/// distinct value as text, in case a non-numeric value turns up.
+#[derive(Debug, Clone)]
+pub struct Extreme {
+    number: Option<Decimal>,
+    all_numeric: bool,
+    texts: Bag,
+    /// The text extreme, once the database has compared `texts`.
+    text: Option<Box<str>>,
+}
+
+impl Extreme {
+    /// True when the values must be compared as text (in the database).
+    fn is_text(&self) -> bool {
+        !self.all_numeric
+    }
 }
 
 /// Why an observation was not counted.
@@ -115,7 +139,12 @@ impl State {
             | Kind::NumOfUnique
             | Kind::Custom => State::Bag(Bag::new()),
             Kind::Sum | Kind::Avg => State::Sum(Decimal::ZERO, 0),
-            Kind::Min | Kind::Max => State::Extreme(None),
+            Kind::Min | Kind::Max => State::Extreme(Box::new(Extreme {
+                number: None,
+                all_numeric: true,
+                texts: Bag::new(),
+                text: None,
+            })),
         }
     }
 
@@ -168,15 +197,24 @@ impl State {
                 *sum = sum.checked_add(v).ok_or(Skip::NotANumber)?;
                 *n += 1;
             }
-            State::Extreme(cur) => {
-                let v = Decimal::parse(value).ok_or(Skip::NotANumber)?;
-                let better = match cur {
-                    None => true,
-                    Some(c) if kind == Kind::Min => v < *c,
-                    Some(c) => v > *c,
-                };
-                if better {
-                    *cur = Some(v);
+            State::Extreme(x) => {
+                x.texts.add(value, Decimal::ZERO);
+                match Decimal::parse(value) {
+                    Some(v) if x.all_numeric => {
+                        let better = match x.number {
+                            None => true,
+                            Some(c) if kind == Kind::Min => v < c,
+                            Some(c) => v > c,
+                        };
+                        if better {
+                            x.number = Some(v);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        x.all_numeric = false;
+                        x.number = None;
+                    }
                 }
             }
         }
@@ -235,7 +273,8 @@ impl State {
                     vec![sum.to_string()]
                 }
             }
-            State::Extreme(cur) => cur.iter().map(|d| d.to_string()).collect(),
+            State::Extreme(x) if x.is_text() => x.text.iter().map(|v| v.to_string()).collect(),
+            State::Extreme(x) => x.number.iter().map(|d| d.to_string()).collect(),
         }
     }
 }
@@ -281,6 +320,31 @@ impl Accumulator {
             Ok(()) => {}
             Err(Skip::NotANumber) => self.skipped_not_numeric[attr] += 1,
             Err(Skip::BadWeight) => self.skipped_bad_weight[attr] += 1,
+        }
+    }
+
+    /// The `max`/`min` states that compare as text: (slot, kind, distinct
+    /// values) for the database to compare in its collation; the answer goes
+    /// back with `resolve_text(slot, value)`.
+    pub fn text_extremes(&self) -> impl Iterator<Item = (usize, Kind, Vec<&str>)> + '_ {
+        let n = self.kinds.len();
+        self.states
+            .iter()
+            .enumerate()
+            .filter_map(move |(slot, st)| match st {
+                Some(State::Extreme(x)) if x.is_text() => Some((
+                    slot,
+                    self.kinds[slot % n],
+                    x.texts.iter().map(|(v, _)| v).collect(),
+                )),
+                _ => None,
+            })
+    }
+
+    /// Stores the text extreme of a slot listed by `text_extremes`.
+    pub fn resolve_text(&mut self, slot: usize, value: &str) {
+        if let Some(State::Extreme(x)) = &mut self.states[slot] {
+            x.text = Some(value.into());
         }
     }
 
@@ -381,22 +445,90 @@ mod tests {
         assert_eq!(vals(Kind::MostFrequent, &more), ["v050"]);
     }
 
+    /// Resolves the text extremes in byte order, which is what the "C"
+    /// collation does (the database does it for real).
+    fn resolve_bytewise(acc: &mut Accumulator) {
+        let answers: Vec<(usize, String)> = acc
+            .text_extremes()
+            .map(|(slot, kind, texts)| {
+                let v = if kind == Kind::Min {
+                    texts.iter().min()
+                } else {
+                    texts.iter().max()
+                };
+                (slot, v.unwrap().to_string())
+            })
+            .collect();
+        for (slot, v) in answers {
+            acc.resolve_text(slot, &v);
+        }
+    }
+
     #[test]
-    fn numbers_skip_non_numeric_values() {
-        let mut acc = Accumulator::new(vec![Kind::Sum, Kind::Avg, Kind::Min, Kind::Max], 2);
+    fn sum_and_avg_skip_non_numeric_values() {
+        let mut acc = Accumulator::new(vec![Kind::Sum, Kind::Avg], 2);
         for v in ["10.50", "n/a", "2", "-0.5", ""] {
-            for a in 0..4 {
+            for a in 0..2 {
                 acc.add(0, a, v, None, 0, 0);
             }
         }
         assert_eq!(acc.values(0, 0), ["12"]);
         assert_eq!(acc.values(0, 1), ["4"]);
-        assert_eq!(acc.values(0, 2), ["-0.5"]);
-        assert_eq!(acc.values(0, 3), ["10.5"]);
-        assert_eq!(acc.skipped_not_numeric, [2, 2, 2, 2]);
+        assert_eq!(acc.skipped_not_numeric, [2, 2]);
         // an entity with only junk has no value
         acc.add(1, 0, "abc", None, 0, 0);
         assert!(acc.values(1, 0).is_empty());
-        assert!(acc.values(1, 3).is_empty());
+        assert!(acc.values(1, 1).is_empty());
+    }
+
+    #[test]
+    fn max_and_min_are_numeric_while_every_value_is_a_number() {
+        let mut acc = Accumulator::new(vec![Kind::Min, Kind::Max], 3);
+        // all numbers: compared as numbers, written in canonical form
+        for v in ["9.99", "10.00", " 2 ", "-0.5e1"] {
+            acc.add(0, 0, v, None, 0, 0);
+            acc.add(0, 1, v, None, 0, 0);
+        }
+        // one value that is not a number: every value compares as text
+        for v in ["9.99", "10.00", "2024-03-01"] {
+            acc.add(1, 0, v, None, 0, 0);
+            acc.add(1, 1, v, None, 0, 0);
+        }
+        // text only: ISO dates and codes
+        for v in ["2023-12-31", "2024-03-01", "2024-02-29"] {
+            acc.add(2, 0, v, None, 0, 0);
+            acc.add(2, 1, v, None, 0, 0);
+        }
+        let pending: Vec<usize> = acc.text_extremes().map(|(slot, _, _)| slot).collect();
+        assert_eq!(pending, [2, 3, 4, 5], "entities 1 and 2, both attributes");
+        resolve_bytewise(&mut acc);
+        assert_eq!(acc.values(0, 0), ["-5"]);
+        assert_eq!(acc.values(0, 1), ["10"]);
+        // the original texts: "10.00" < "2024-03-01" < "9.99"
+        assert_eq!(acc.values(1, 0), ["10.00"]);
+        assert_eq!(acc.values(1, 1), ["9.99"]);
+        assert_eq!(acc.values(2, 0), ["2023-12-31"]);
+        assert_eq!(acc.values(2, 1), ["2024-03-01"]);
+        // nothing is skipped: every value takes part
+        assert_eq!(acc.skipped_not_numeric, [0, 0]);
+    }
+
+    #[test]
+    fn the_order_of_values_never_changes_max_and_min() {
+        let values = ["10.00", "9.99", "abc", "9.99"];
+        let mut seen = std::collections::HashSet::new();
+        for rot in 0..values.len() {
+            let mut acc = Accumulator::new(vec![Kind::Min, Kind::Max], 1);
+            for v in values.iter().cycle().skip(rot).take(values.len()) {
+                acc.add(0, 0, v, None, 0, 0);
+                acc.add(0, 1, v, None, 0, 0);
+            }
+            let texts: Vec<usize> = acc.text_extremes().map(|(_, _, t)| t.len()).collect();
+            assert_eq!(texts, [3, 3], "distinct values only");
+            resolve_bytewise(&mut acc);
+            seen.insert((acc.values(0, 0), acc.values(0, 1)));
+        }
+        assert_eq!(seen.len(), 1);
+        assert!(seen.contains(&(vec!["10.00".to_string()], vec!["abc".to_string()])));
     }
 }

@@ -683,12 +683,46 @@ async fn evaluate_into(
                 acc.add(idx, i, copy::text(v), None, 0, 0);
             }
         }
+        resolve_text_extremes(db, acc).await?;
         times.1 = t.elapsed().as_secs_f64();
         Ok::<(), anyhow::Error>(())
     }
     .await;
     let _ = db.client.batch_execute("ROLLBACK").await;
     res
+}
+
+/// Compares the values of every `max`/`min` of the batch that is not all
+/// numeric as PostgreSQL's `max(text)` and `min(text)` do, in the
+/// database's default collation (which byte order is not, except for "C"):
+/// one statement for the whole batch.
+async fn resolve_text_extremes(db: &Db, acc: &mut Accumulator) -> Result<()> {
+    let mut kinds = HashMap::new();
+    let (mut slots, mut values) = (Vec::<i64>::new(), Vec::<String>::new());
+    for (slot, kind, texts) in acc.text_extremes() {
+        kinds.insert(slot as i64, kind);
+        for v in texts {
+            slots.push(slot as i64);
+            values.push(v.to_string());
+        }
+    }
+    if slots.is_empty() {
+        return Ok(());
+    }
+    let rows = db
+        .client
+        .query(
+            "SELECT s, min(v), max(v) FROM unnest($1::int8[], $2::text[]) AS t(s, v) GROUP BY s",
+            &[&slots, &values],
+        )
+        .await
+        .pg_context(|| "comparing the text values of max/min attributes".into())?;
+    for r in rows {
+        let slot: i64 = r.get(0);
+        let v: String = r.get(if kinds[&slot] == Kind::Min { 1 } else { 2 });
+        acc.resolve_text(slot as usize, &v);
+    }
+    Ok(())
 }
 
 /// After the combined pass failed: finds the attribute whose expressions

@@ -176,25 +176,35 @@ impl TestDb {
     /// A fresh database with the cdpctl schema (default schema names).
     pub async fn new() -> TestDb {
         let tpl = ensure_template().await;
-        Self::create(Some(&tpl)).await
+        Self::create(&format!("TEMPLATE \"{tpl}\"")).await
     }
 
     /// A fresh, empty database (no cdpctl schema).
     pub async fn empty() -> TestDb {
-        Self::create(None).await
+        Self::create("").await
     }
 
-    async fn create(template: Option<&str>) -> TestDb {
+    /// A fresh database with the cdpctl schema and its own locale, e.g.
+    /// `LOCALE_PROVIDER icu ICU_LOCALE 'und'` (cloned from template0, and
+    /// migrated, since a template fixes the collation of its copies).
+    pub async fn with_locale(options: &str) -> TestDb {
+        let t = Self::create(&format!("TEMPLATE template0 ENCODING 'UTF8' {options}")).await;
+        let app = t.app();
+        let mut db = app.connect("test-locale").await.unwrap();
+        cdpctl::schema::apply(&mut db).await.expect("migrating");
+        cdpctl::commands::init::post_migrate(&mut db).await.unwrap();
+        t
+    }
+
+    /// Creates a database; `options` follow `CREATE DATABASE name`.
+    async fn create(options: &str) -> TestDb {
         let name = format!(
             "cdpctl_t_{}_{:08x}",
             std::process::id(),
             rand::random::<u32>()
         );
         let admin = admin().await;
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
-            None => format!("CREATE DATABASE \"{name}\""),
-        };
+        let sql = format!("CREATE DATABASE \"{name}\" {options}");
         let mut tries = 0;
         loop {
             match admin.batch_execute(&sql).await {
