@@ -1284,18 +1284,9 @@ async fn extremes(t: &TestDb) -> Vec<(String, [Vec<String>; 2], [Vec<String>; 2]
             .unwrap();
         }
     }
-    define(
-        &c,
-        "min_x",
-        json!({"type": "min", "value": "payload->>'x'"}),
-    )
-    .await;
-    define(
-        &c,
-        "max_x",
-        json!({"type": "max", "value": "payload->>'x'"}),
-    )
-    .await;
+    for (id, kind) in [("min_x", "min"), ("max_x", "max")] {
+        define(&c, id, json!({"type": kind, "value": "payload->>'x'"})).await;
+    }
     calc(t, opts()).await.unwrap();
     let got = stored(&c).await;
     let values = "SELECT ee.entity_id, e.payload->>'x' AS v FROM cdp_ps.event_entities ee
