@@ -365,6 +365,7 @@ async fn blocked_values_and_limits_never_merge_and_are_recorded() {
             json!({"cookie": "shared-kiosk", "user": "u7"}),
             json!({"cookie": "shared-kiosk", "user": "u8"}),
             json!({"cookie": "   ", "email": "null"}),
+            json!({"cookie": "", "user": "u9"}),
         ],
     )
     .await;
@@ -399,7 +400,14 @@ async fn blocked_values_and_limits_never_merge_and_are_recorded() {
         .iter()
         .map(|r| (r.get(0), r.get(2), r.get::<_, String>(3)))
         .collect();
-    assert_eq!(s1.refused_blocked, 6, "{got:?}");
+    assert_eq!(s1.refused_blocked, 7, "{got:?}");
+    // empty and whitespace-only values are refused and recorded, never dropped
+    assert!(got
+        .iter()
+        .any(|(ev, v, why)| *ev == e[6] && v.is_empty() && why.starts_with("blocklist")));
+    assert!(got
+        .iter()
+        .any(|(ev, v, why)| *ev == e[5] && v == "   " && why.starts_with("blocklist")));
     assert!(got
         .iter()
         .any(|(ev, v, why)| *ev == e[1] && v == "test@test.com" && why.contains("test@test.com")));
@@ -415,7 +423,7 @@ async fn blocked_values_and_limits_never_merge_and_are_recorded() {
     assert_eq!(st.code, 0, "{}", st.stderr);
     let j = st.json();
     assert_eq!(j["stitching"]["refused edges (limits)"], json!(1));
-    assert_eq!(j["stitching"]["refused edges (blocklist)"], json!(6));
+    assert_eq!(j["stitching"]["refused edges (blocklist)"], json!(7));
     assert_eq!(j["stitching"]["events waiting for stitching"], json!(0));
     assert_consistent(&c).await;
 }

@@ -26,6 +26,10 @@ pub struct Blocklist {
     regex: Vec<Vec<(Regex, u32)>>,
 }
 
+/// Rule index of the built-in refusal of empty and whitespace-only values
+/// (never a row of `stitching_blocklist`, always in force).
+pub const EMPTY_VALUE: u32 = u32::MAX - 1;
+
 impl Blocklist {
     pub fn new(rules: Vec<Rule>, attributes: &[String]) -> Result<Self> {
         let mut exact = vec![std::collections::HashMap::new(); attributes.len()];
@@ -69,11 +73,17 @@ impl Blocklist {
                 return *k;
             }
         }
+        if value.trim().is_empty() {
+            return EMPTY_VALUE;
+        }
         NONE
     }
 
     /// Human reason for a refused edge.
     pub fn reason(&self, rule: u32) -> String {
+        if rule == EMPTY_VALUE {
+            return "blocklist (built in): empty or whitespace-only value".to_string();
+        }
         let r = &self.rules[rule as usize];
         format!(
             "blocklist rule {}: {} {:?}",
@@ -120,6 +130,14 @@ mod tests {
         assert_eq!(b.check(1, "   "), 2);
         assert_eq!(b.check(0, "a@b.c"), NONE);
         assert!(b.reason(1).contains("test@test.com"));
+        // blank values match the configured pattern first
+        assert_eq!(b.check(0, ""), 2);
+        // without any rule, blank values are still refused
+        let none = Blocklist::new(vec![], &attrs).unwrap();
+        assert_eq!(none.check(0, ""), EMPTY_VALUE);
+        assert_eq!(none.check(1, " \t "), EMPTY_VALUE);
+        assert_eq!(none.check(1, "x"), NONE);
+        assert!(none.reason(EMPTY_VALUE).contains("empty"));
     }
 
     #[test]

@@ -421,7 +421,7 @@ async fn extract(
         row_idents.clear();
         if let Some(arr) = t.get(2) {
             copy::array_elements(arr, |attr, v| {
-                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                if let Some(v) = v {
                     let (i, new) = x.idents.intern(attr as u16, v);
                     if new {
                         let s = std::str::from_utf8(v).unwrap_or("");
