@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Pages that other parts of the project contribute; a link to them may
 /// precede the page itself.
-const CONTRIBUTED: &[&str] = &["docs/serve.md", "docs/security.md"];
+const CONTRIBUTED: &[&str] = &[];
 
 fn pages(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![root.join("README.md")];
