@@ -678,13 +678,17 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__import)
-            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --tz --config --database-url --format --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --reject-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tz)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

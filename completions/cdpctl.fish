@@ -209,6 +209,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s v -l verbos
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l reject-file -d 'Where --skip-invalid writes bad lines [default: FILE.rejected, or history-import.rejected.ndjson for stdin]' -r -F
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l tz -d 'Time zone (IANA name, e.g. UTC or Europe/Berlin) of event times without an offset [default: none; such lines are bad lines]' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''

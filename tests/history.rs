@@ -358,6 +358,7 @@ async fn import_text(db: &mut cdpctl::db::Db, text: &str) -> import::ImportRepor
         skip_invalid: false,
         reject_file: "/dev/null".into(),
         dry_run: false,
+        tz: None,
     };
     import::import(
         &mut db.client,
@@ -626,6 +627,134 @@ async fn import_is_idempotent_and_bad_lines_fail_or_are_rejected() {
     assert!(
         stdout.contains("stdin: 5 line(s), 4 change(s) valid: 0 added"),
         "{stdout}"
+    );
+}
+
+/// Lines PostgreSQL cannot store (a NUL escape) and times without an offset
+/// are bad lines with their number, never a failed COPY or a silent UTC; a
+/// UTF-8 byte-order mark before the first line is skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_rejects_nul_and_naive_times_by_line_and_skips_a_bom() {
+    let t = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.ndjson");
+    let good = line(
+        3,
+        30,
+        "2024-03-05T10:00:00Z",
+        "created",
+        json!({"name": "A"}),
+    );
+    let nul = line(
+        3,
+        31,
+        "2024-03-05T10:00:00Z",
+        "created",
+        json!({"name": "B\u{0}C"}),
+    );
+    assert!(nul.contains("\\u0000"), "{nul}");
+    let naive = line(
+        3,
+        32,
+        "2024-03-05 10:00:00",
+        "created",
+        json!({"name": "D"}),
+    );
+    let last = line(
+        3,
+        33,
+        "2024-03-05T11:00:00+01:00",
+        "created",
+        json!({"name": "E"}),
+    );
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(format!("{good}\n{nul}\n{naive}\n{last}\n").bytes());
+    std::fs::write(&file, &bytes).unwrap();
+
+    // without --skip-invalid the NUL line fails the import by number
+    let failed = run(t.cli().args(["history-import"]).arg(&file));
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    assert!(
+        failed
+            .stderr
+            .contains("export.ndjson line 2: \"snapshot.name\" holds a NUL character")
+            && failed.stderr.contains("nothing was imported"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(snapshot_count(&t).await, 0);
+
+    // --skip-invalid: both bad lines go to the reject file, the rest is in
+    let rejects = dir.path().join("rejects.ndjson");
+    let out = run(t
+        .cli()
+        .args([
+            "--format",
+            "json",
+            "history-import",
+            "--skip-invalid",
+            "--reject-file",
+        ])
+        .arg(&rejects)
+        .arg(&file));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["lines"], 4);
+    assert_eq!(j["inserted"], 2);
+    assert_eq!(j["rejected"], 2);
+    assert_eq!(j["errors"][0]["line"], 2);
+    assert!(
+        j["errors"][0]["error"].as_str().unwrap().contains("NUL"),
+        "{j}"
+    );
+    assert_eq!(j["errors"][1]["line"], 3);
+    let e = j["errors"][1]["error"].as_str().unwrap();
+    assert!(e.contains("has no offset") && e.contains("--tz"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap(),
+        format!("{nul}\n{naive}\n")
+    );
+    assert_eq!(snapshot_count(&t).await, 2);
+
+    // the rejected naive line imports with --tz, read in that zone
+    let out = run(t
+        .cli()
+        .args(["history-import", "--tz", "Europe/Berlin"])
+        .arg(&rejects)
+        .arg("--skip-invalid")
+        .arg("--reject-file")
+        .arg(dir.path().join("again.ndjson")));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("1 added"), "{}", out.stdout);
+    let c = t.client().await;
+    let at: DateTime<Utc> = c
+        .query_one(
+            "SELECT event_time FROM inapp_campaigns.campaign_snapshots WHERE campaign_id = 32",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(at, Utc.with_ymd_and_hms(2024, 3, 5, 9, 0, 0).unwrap());
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM inapp_campaigns.campaign_snapshots WHERE campaign_id = 31",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the NUL line is never stored");
+
+    let bad_zone = run(t
+        .cli()
+        .args(["history-import", "--tz", "Mars/Olympus"])
+        .arg(&file));
+    assert_eq!(bad_zone.code, 2, "{}", bad_zone.stderr);
+    assert!(
+        bad_zone.stderr.contains("--tz: unknown time zone"),
+        "{}",
+        bad_zone.stderr
     );
 }
 

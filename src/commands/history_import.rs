@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
+use crate::error::Usage;
 use crate::history::import::{self, ImportOptions};
+use crate::history::time;
 use crate::App;
 
 #[derive(Debug, clap::Args)]
@@ -26,9 +28,17 @@ pub struct Args {
     /// Parse, stage and count, then roll back: nothing is imported
     #[arg(long)]
     pub dry_run: bool,
+    /// Time zone (IANA name, e.g. UTC or Europe/Berlin) of event times
+    /// without an offset [default: none; such lines are bad lines]
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
 }
 
 pub async fn run(app: &App, args: Args) -> Result<()> {
+    let tz = match &args.tz {
+        Some(z) => Some(time::parse_tz(z).map_err(|e| Usage(format!("--tz: {e}")))?),
+        None => None,
+    };
     let stdin = args.file == "-";
     let reject_file = args.reject_file.clone().unwrap_or_else(|| {
         if stdin {
@@ -46,6 +56,7 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         skip_invalid: args.skip_invalid,
         reject_file,
         dry_run: args.dry_run,
+        tz,
     };
     let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if stdin {
         // stdin as a tokio file (reads run on the blocking pool).

@@ -3,12 +3,15 @@
 //! into a temporary staging table, so memory stays flat; one INSERT ...
 //! SELECT then adds the changes not present yet (keyed by an md5 of the
 //! change's content), so importing the same file twice adds nothing.
+//! Whatever PostgreSQL would refuse (a NUL character in a string) is
+//! caught while parsing, so it is a bad line with a number, not a failed COPY.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use futures_util::pin_mut;
 use serde::Serialize;
 use serde_json::Value;
@@ -54,7 +57,8 @@ fn id(obj: &serde_json::Map<String, Value>, keys: &[&str]) -> Result<i64, String
 
 /// Parses one NDJSON line. Extra keys are ignored; a snapshot may be an
 /// object or a string holding a JSON object (as BigQuery exports JSON).
-pub fn parse_line(line: &str) -> Result<Change, String> {
+/// Times without an offset are read in `tz`, and refused without one.
+pub fn parse_line(line: &str, tz: Option<Tz>) -> Result<Change, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v
         .as_object()
@@ -63,11 +67,7 @@ pub fn parse_line(line: &str) -> Result<Change, String> {
     let campaign_id = id(obj, CAMPAIGN_KEYS)?;
     let t = field(obj, TIME_KEYS)?;
     let event_time = match t {
-        Value::String(s) if !s.trim().eq_ignore_ascii_case("now") => {
-            super::time::parse_time(s, chrono_tz::Tz::UTC).map_err(|_| {
-                format!("\"event_time\" {s:?} is not a time: use RFC 3339 (2024-03-05T14:00:00Z) or \"YYYY-MM-DD HH:MM:SS[.ffffff] UTC\"")
-            })?
-        }
+        Value::String(s) => event_time(s, tz)?,
         other => return Err(format!("\"event_time\" must be a time string, got {other}")),
     };
     let ty = field(obj, TYPE_KEYS)?;
@@ -95,6 +95,15 @@ pub fn parse_line(line: &str) -> Result<Change, String> {
             ))
         }
     };
+    // only a line with the escape can hold a NUL (raw control characters
+    // are not valid JSON), so the walk is skipped for almost every line
+    if line.contains("\\u0000") {
+        if let Some(at) = nul_at(&snapshot, "snapshot") {
+            return Err(format!(
+                "{at} holds a NUL character (\\u0000), which PostgreSQL cannot store in text or jsonb; remove it from the export"
+            ));
+        }
+    }
     Ok(Change {
         customer_id,
         campaign_id,
@@ -102,6 +111,42 @@ pub fn parse_line(line: &str) -> Result<Change, String> {
         event_type,
         snapshot,
     })
+}
+
+fn event_time(s: &str, tz: Option<Tz>) -> Result<DateTime<Utc>, String> {
+    if let Some(t) = super::time::parse_with_offset(s) {
+        return Ok(t);
+    }
+    match (super::time::parse_local(s), tz) {
+        (Some(naive), Some(tz)) => {
+            super::time::localize(naive, tz, s).map_err(|e| format!("\"event_time\": {e}"))
+        }
+        (Some(_), None) => Err(format!(
+            "\"event_time\" {s:?} has no offset, so the instant is unknown: pass --tz <IANA zone> (e.g. --tz UTC or --tz Europe/Berlin) to read such times in that zone, or export times with Z or +HH:MM"
+        )),
+        (None, _) => Err(format!(
+            "\"event_time\" {s:?} is not a time: use RFC 3339 (2024-03-05T14:00:00Z), \"YYYY-MM-DD HH:MM:SS[.ffffff] UTC\", or a time without an offset together with --tz"
+        )),
+    }
+}
+
+/// Where in `v` (named `at`) a string or key holds U+0000, if anywhere.
+fn nul_at(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::String(s) => s.contains('\0').then(|| format!("\"{at}\"")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{at}[{i}]"))),
+        Value::Object(o) => o.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(format!("a key of \"{at}\""))
+            } else {
+                nul_at(x, &format!("{at}.{k}"))
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -124,6 +169,8 @@ pub struct ImportOptions {
     pub reject_file: PathBuf,
     /// Do everything, then roll back.
     pub dry_run: bool,
+    /// The zone of times without an offset; without one they are bad lines.
+    pub tz: Option<Tz>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -149,6 +196,7 @@ pub struct LineError {
 }
 
 const SHOWN_ERRORS: usize = 10;
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Imports NDJSON from `input` in one transaction (see the module doc).
 pub async fn import<R: AsyncBufRead + Unpin>(
@@ -204,13 +252,20 @@ pub async fn import<R: AsyncBufRead + Unpin>(
         if report.lines.is_multiple_of(4096) {
             progress.set_position(report.lines);
         }
-        let raw = match buf.strip_suffix(b"\n") {
+        let mut raw = match buf.strip_suffix(b"\n") {
             Some(r) => r.strip_suffix(b"\r").unwrap_or(r),
             None => &buf[..],
         };
+        if report.lines == 1 {
+            // editors and spreadsheet exports put a byte-order mark first
+            raw = raw.strip_prefix(UTF8_BOM).unwrap_or(raw);
+        }
         let parsed = match std::str::from_utf8(raw) {
             Ok(s) if s.trim().is_empty() => continue,
-            Ok(s) => parse_line(s),
+            Ok(s) => parse_line(s, opts.tz),
+            Err(_) if report.lines == 1 && (raw.starts_with(b"\xff\xfe") || raw.starts_with(b"\xfe\xff")) => {
+                Err("not valid UTF-8: the file is UTF-16 (it starts with a UTF-16 byte-order mark); convert it to UTF-8".to_string())
+            }
             Err(_) => Err("not valid UTF-8".to_string()),
         };
         match parsed {
@@ -310,6 +365,7 @@ mod tests {
     fn parses_a_line() {
         let c = parse_line(
             r#"{"customer_id": 7, "campaign_id": "12", "event_time": "2024-03-05T14:00:00.5+01:00", "event_type": "updated", "snapshot": {"name": "x"}, "extra": 1}"#,
+            None,
         )
         .unwrap();
         assert_eq!(c.customer_id, 7);
@@ -323,6 +379,7 @@ mod tests {
     fn bigquery_shapes() {
         let c = parse_line(
             r#"{"customerId": "7", "campaignId": 3, "eventTime": "2024-03-05 14:00:00.123456 UTC", "eventType": "deleted", "data": "{\"a\": 1}"}"#,
+            None,
         )
         .unwrap();
         assert_eq!(c.event_time.timestamp_subsec_micros(), 123456);
@@ -353,8 +410,56 @@ mod tests {
             ),
         ];
         for (line, want) in cases {
-            let e = parse_line(line).unwrap_err();
+            let e = parse_line(line, None).unwrap_err();
             assert!(e.contains(want), "{line}: {e}");
         }
+    }
+
+    fn with_time(t: &str) -> String {
+        format!(
+            r#"{{"customer_id":1,"campaign_id":1,"event_time":"{t}","event_type":"created","snapshot":{{}}}}"#
+        )
+    }
+
+    #[test]
+    fn times_without_an_offset_need_a_zone() {
+        for naive in ["2024-03-05 14:00:00", "2024-03-05T14:00:00.5", "2024-03-05"] {
+            let e = parse_line(&with_time(naive), None).unwrap_err();
+            assert!(e.contains("has no offset") && e.contains("--tz"), "{e}");
+        }
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let c = parse_line(&with_time("2024-03-05 14:00:00"), Some(berlin)).unwrap();
+        assert_eq!(c.event_time.to_rfc3339(), "2024-03-05T13:00:00+00:00");
+        // an offset wins over the zone
+        let c = parse_line(&with_time("2024-03-05T14:00:00Z"), Some(berlin)).unwrap();
+        assert_eq!(c.event_time.to_rfc3339(), "2024-03-05T14:00:00+00:00");
+        let c = parse_line(&with_time("2024-03-05 14:00:00 UTC"), None).unwrap();
+        assert_eq!(c.event_time.to_rfc3339(), "2024-03-05T14:00:00+00:00");
+        let e = parse_line(&with_time("2024-03-31 02:30"), Some(berlin)).unwrap_err();
+        assert!(e.contains("does not exist in Europe/Berlin"), "{e}");
+    }
+
+    #[test]
+    fn nul_characters_are_bad_lines_naming_where() {
+        let cases = [
+            (r#"{"a": "x\u0000y"}"#, "\"snapshot.a\" holds a NUL"),
+            (
+                r#"{"a": {"b": [1, "\u0000"]}}"#,
+                "\"snapshot.a.b[1]\" holds a NUL",
+            ),
+            (r#"{"k\u0000": 1}"#, "a key of \"snapshot\" holds a NUL"),
+            // a snapshot string holding JSON with the escape inside
+            (r#""{\"a\": \"\\u0000\"}""#, "\"snapshot.a\" holds a NUL"),
+        ];
+        for (snap, want) in cases {
+            let line = format!(
+                r#"{{"customer_id":1,"campaign_id":1,"event_time":"2024-01-01T00:00:00Z","event_type":"created","snapshot":{snap}}}"#
+            );
+            let e = parse_line(&line, None).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+        // an escaped backslash before "u0000" is no NUL
+        let line = r#"{"customer_id":1,"campaign_id":1,"event_time":"2024-01-01T00:00:00Z","event_type":"created","snapshot":{"a":"\\u0000"}}"#;
+        assert_eq!(parse_line(line, None).unwrap().snapshot["a"], "\\u0000");
     }
 }

@@ -27,24 +27,41 @@ pub fn parse_time_at(text: &str, tz: Tz, now: DateTime<Utc>) -> Result<DateTime<
     if s.eq_ignore_ascii_case("now") {
         return Ok(now);
     }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+    if let Some(t) = parse_with_offset(s) {
+        return Ok(t);
     }
-    // `2024-03-05 14:00:00 UTC` (BigQuery's rendering) and `... Z`.
+    if let Some(naive) = parse_local(s) {
+        return localize(naive, tz, s);
+    }
+    bail!("cannot parse time {text:?}: use {FORMS}")
+}
+
+/// A time that states its offset: RFC 3339, or `2024-03-05 14:00:00 UTC`
+/// (BigQuery's rendering) and `... Z`.
+pub fn parse_with_offset(text: &str) -> Option<DateTime<Utc>> {
+    let s = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
     for suffix in [" UTC", " utc", "Z", "z"] {
         if let Some(rest) = s.strip_suffix(suffix) {
             if let Some(naive) = parse_naive(rest.trim_end()) {
-                return Ok(naive.and_utc());
+                return Some(naive.and_utc());
             }
         }
     }
-    if let Some(naive) = parse_naive(s) {
-        return localize(naive, tz, s);
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return localize(d.and_hms_opt(0, 0, 0).expect("midnight"), tz, s);
-    }
-    bail!("cannot parse time {text:?}: use {FORMS}")
+    None
+}
+
+/// A wall-clock time without an offset (`YYYY-MM-DD HH:MM[:SS]`, or a bare
+/// date meaning midnight); it names an instant only together with a zone.
+pub fn parse_local(text: &str) -> Option<NaiveDateTime> {
+    let s = text.trim();
+    parse_naive(s).or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+    })
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
@@ -59,7 +76,8 @@ fn parse_naive(s: &str) -> Option<NaiveDateTime> {
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
-fn localize(naive: NaiveDateTime, tz: Tz, text: &str) -> Result<DateTime<Utc>> {
+/// `naive` read in `tz`; a time in a DST gap or overlap is an error.
+pub fn localize(naive: NaiveDateTime, tz: Tz, text: &str) -> Result<DateTime<Utc>> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(a, b) => bail!(
