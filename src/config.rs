@@ -1,13 +1,13 @@
 //! The JSON configuration file (DESIGN §2). Compatible with the existing
 //! stitching component's config; unknown keys and wrong types are errors that
-//! name the key.
+//! name the key, and never show the value of a secret (password, token).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PgConfig {
     pub host: Option<String>,
@@ -19,6 +19,77 @@ pub struct PgConfig {
     pub sslmode: Option<String>,
     /// PEM file with the CA certificate(s) to trust for verify-ca/verify-full.
     pub sslrootcert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .finish()
+    }
+}
+
+/// True for config keys whose values are secrets (`password`, `api_token`,
+/// ...), but not for keys naming where a secret is (`api_token_env`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !k.ends_with("_env")
+        && ["password", "token", "secret", "api_key", "apikey"]
+            .iter()
+            .any(|s| k.contains(s))
+}
+
+/// The text of a deserialisation error at `path` (dotted key path). serde
+/// quotes the offending value (`invalid type: integer `123456`, expected a
+/// string`); for a secret key only what was expected is kept.
+pub fn key_error_text(path: &str, inner: &dyn std::fmt::Display) -> String {
+    let text = inner.to_string();
+    let last = path.rsplit('.').next().unwrap_or(path);
+    if !is_secret_key(last.split('[').next().unwrap_or(last)) {
+        return text;
+    }
+    match text.split_once(", expected ") {
+        Some((_, expected)) => {
+            format!("invalid value (not shown, the key holds a secret); expected {expected}")
+        }
+        None => "invalid value (not shown, the key holds a secret)".to_string(),
+    }
+}
+
+/// `message` with every value of a secret key anywhere in `doc` replaced
+/// by `***` (values of at least 4 characters; shorter ones would mask
+/// unrelated text and are covered by [`key_error_text`]).
+pub fn scrub_secrets(message: &str, doc: &serde_json::Value) -> String {
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    match x {
+                        serde_json::Value::String(s) if is_secret_key(k) => out.push(s.clone()),
+                        serde_json::Value::Number(n) if is_secret_key(k) => out.push(n.to_string()),
+                        _ => collect(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    let mut secrets = Vec::new();
+    collect(doc, &mut secrets);
+    // longest first, so a secret containing another is masked whole
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_string();
+    for s in secrets.iter().filter(|s| s.chars().count() >= 4) {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,6 +105,13 @@ pub struct DynamoConfig {
     pub key_attribute: String,
     #[serde(default = "d_value_attr")]
     pub value_attribute: String,
+    /// Longest wait for one BatchGetItem/DescribeTable request, with all its
+    /// retries (restarted when a retry makes progress), in milliseconds.
+    #[serde(default = "d_request_deadline")]
+    pub request_deadline_ms: u64,
+    /// Longest wait for one attempt of a request, in milliseconds.
+    #[serde(default = "d_attempt_timeout")]
+    pub attempt_timeout_ms: u64,
 }
 
 impl Default for DynamoConfig {
@@ -44,6 +122,8 @@ impl Default for DynamoConfig {
             endpoint_url: None,
             key_attribute: d_key_attr(),
             value_attribute: d_value_attr(),
+            request_deadline_ms: d_request_deadline(),
+            attempt_timeout_ms: d_attempt_timeout(),
         }
     }
 }
@@ -129,6 +209,12 @@ fn d_key_attr() -> String {
 fn d_value_attr() -> String {
     "contact_id".into()
 }
+fn d_request_deadline() -> u64 {
+    60_000
+}
+fn d_attempt_timeout() -> u64 {
+    5_000
+}
 fn d_lock_timeout() -> u64 {
     5_000
 }
@@ -169,15 +255,19 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_str(text);
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let inner = key_error_text(&path, e.inner());
             let key = if path == "." || path.is_empty() {
                 String::new()
             } else {
                 format!(" key \"{path}\":")
             };
-            anyhow::anyhow!(
+            let msg = format!(
                 "config {origin}:{key} {inner}; fix the key (every key is documented in examples/cdpctl.json)"
-            )
+            );
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(doc) => anyhow::anyhow!(scrub_secrets(&msg, &doc)),
+                Err(_) => anyhow::anyhow!(msg),
+            }
         })?;
         cfg.validate(origin)?;
         Ok(cfg)
@@ -221,5 +311,59 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("config {origin}: key \"postgresql.sslmode\": {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys() {
+        for k in ["password", "api_token", "client_secret", "API_KEY", "token"] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["api_token_env", "host", "timeout_ms", "key_attribute"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_of_secrets_do_not_echo_the_value() {
+        for (doc, key) in [
+            (
+                r#"{"postgresql": {"password": 123456}}"#,
+                "postgresql.password",
+            ),
+            (
+                r#"{"postgresql": {"password": ["hunter22"]}}"#,
+                "postgresql.password",
+            ),
+            (r#"{"postgresql": {"password": 12}}"#, "postgresql.password"),
+        ] {
+            let e = Config::from_json(doc, "c.json").unwrap_err().to_string();
+            assert!(e.contains(&format!("key \"{key}\"")), "{e}");
+            assert!(e.contains("expected a string"), "{e}");
+            for secret in ["123456", "hunter22", "12"] {
+                assert!(!e.contains(secret), "{e}");
+            }
+        }
+        // other keys keep serde's full text
+        let e = Config::from_json(r#"{"postgresql": {"port": "5432x"}}"#, "c.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"5432x\""), "{e}");
+    }
+
+    #[test]
+    fn secret_values_are_scrubbed_anywhere() {
+        let doc = serde_json::json!({"postgresql": {"password": "hunter22"},
+            "segments": {"destinations": {"x": {"api_token": 98765, "api_token_env": "TOKEN_VAR"}}}});
+        assert_eq!(
+            scrub_secrets("a hunter22 b 98765 c TOKEN_VAR", &doc),
+            "a *** b *** c TOKEN_VAR"
+        );
+        let pg: Config = serde_json::from_value(doc).unwrap();
+        assert!(!format!("{pg:?}").contains("hunter22"));
     }
 }

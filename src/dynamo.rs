@@ -6,6 +6,10 @@
 //! through BatchGetItem: 100 keys a request, `concurrency` requests in flight,
 //! UnprocessedKeys and throttling retried with exponential backoff and full
 //! jitter until complete (or until `max_attempts` retries without progress).
+//! Every attempt is bounded by `dynamodb.attempt_timeout_ms` and every request,
+//! with its retries, by `dynamodb.request_deadline_ms` (the clock restarts
+//! when a retry makes progress), so a hung endpoint fails in about the
+//! deadline instead of attempts × timeout.
 //!
 //! HTTP: one hyper client with rustls + ring, built here explicitly (the AWS
 //! crates are compiled without their default client, so no second TLS stack).
@@ -18,9 +22,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, ProvideCredentials, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
@@ -88,6 +93,11 @@ pub struct ContactMapper {
     pub base_backoff: Duration,
     /// Longest single backoff.
     pub max_backoff: Duration,
+    /// Longest wait for one attempt (`dynamodb.attempt_timeout_ms`).
+    pub attempt_timeout: Duration,
+    /// Longest time one request may go without progress, retries and
+    /// backoff included (`dynamodb.request_deadline_ms`).
+    pub request_deadline: Duration,
     /// Ask only for the key and value attributes (ProjectionExpression).
     pub projection: bool,
     counters: Arc<Counters>,
@@ -119,10 +129,12 @@ impl ContactMapper {
         if cfg.key_attribute.is_empty() || cfg.value_attribute.is_empty() {
             bail!("config: keys \"dynamodb.key_attribute\"/\"dynamodb.value_attribute\" must not be empty");
         }
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .build();
+        if cfg.attempt_timeout_ms == 0 || cfg.request_deadline_ms == 0 {
+            bail!("config: keys \"dynamodb.attempt_timeout_ms\"/\"dynamodb.request_deadline_ms\" must be at least 1 (milliseconds), got {}/{}", cfg.attempt_timeout_ms, cfg.request_deadline_ms);
+        }
+        let attempt_timeout = Duration::from_millis(cfg.attempt_timeout_ms);
+        let request_deadline = Duration::from_millis(cfg.request_deadline_ms);
+        let timeouts = sdk_timeouts(attempt_timeout, request_deadline);
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client())
             .region(Region::new(cfg.region.clone()))
@@ -163,6 +175,8 @@ impl ContactMapper {
             max_attempts: 8,
             base_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_secs(2),
+            attempt_timeout,
+            request_deadline,
             projection: true,
             counters: Arc::default(),
         })
@@ -275,8 +289,9 @@ impl ContactMapper {
                 DisplayErrorContext(e)
             ),
             SdkError::TimeoutError(_) => anyhow!(
-                "DynamoDB at {} did not answer in time ({op} on table {:?}); check the endpoint and the network",
+                "DynamoDB at {} did not answer within {} ms ({op} on table {:?}); check the endpoint and the network, or raise \"dynamodb.attempt_timeout_ms\" (one attempt) / \"dynamodb.request_deadline_ms\" (a request with its retries) in the config",
                 self.endpoint,
+                self.attempt_timeout.min(self.request_deadline).as_millis(),
                 self.table
             ),
             SdkError::ConstructionFailure(_) => anyhow!(
@@ -325,7 +340,7 @@ impl ContactMapper {
     }
 
     /// One batch of at most 100 distinct keys, retried until every key was
-    /// processed.
+    /// processed, or until `request_deadline` passes without progress.
     async fn get_batch(&self, chunk: &[&str]) -> Result<Vec<(String, i64)>> {
         let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
             .iter()
@@ -338,7 +353,16 @@ impl ContactMapper {
             .collect();
         let mut found = Vec::with_capacity(chunk.len());
         let mut attempt: u32 = 0;
+        // time spent sending and backing off since the last progress (waits
+        // for a permit of the shared concurrency limit do not count)
+        let mut stalled = Duration::ZERO;
+        let mut attempts_stalled: u32 = 0;
+        let mut last_problem = String::new();
         while !pending.is_empty() {
+            let remaining = self.request_deadline.saturating_sub(stalled);
+            if remaining.is_zero() {
+                return Err(self.deadline_passed("BatchGetItem", attempts_stalled, &last_problem));
+            }
             let mut ka = KeysAndAttributes::builder().set_keys(Some(pending.clone()));
             if self.projection {
                 ka = ka
@@ -351,12 +375,20 @@ impl ContactMapper {
                 .map_err(|e| anyhow!("building a BatchGetItem request: {e}"))?;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let permit = self.permits.acquire().await?;
+            let sent = Instant::now();
             let res = self
                 .client
                 .batch_get_item()
                 .request_items(&self.table, ka)
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default()
+                        .timeout_config(sdk_timeouts(self.attempt_timeout, remaining)),
+                )
                 .send()
                 .await;
+            stalled += sent.elapsed();
+            attempts_stalled += 1;
             drop(permit);
             match res {
                 Ok(out) => {
@@ -380,7 +412,10 @@ impl ContactMapper {
                         .unprocessed_retries
                         .fetch_add(1, Ordering::Relaxed);
                     if found.len() > before || processed > 0 {
-                        attempt = 0; // progress: back off gently again
+                        // progress: back off gently again, the clock restarts
+                        attempt = 0;
+                        stalled = Duration::ZERO;
+                        attempts_stalled = 0;
                     } else {
                         attempt += 1;
                         if attempt > self.max_attempts {
@@ -393,7 +428,8 @@ impl ContactMapper {
                             );
                         }
                     }
-                    self.backoff(attempt).await;
+                    last_problem = format!("{} keys left unprocessed", pending.len());
+                    stalled += self.backoff(attempt, stalled).await;
                 }
                 Err(e) => {
                     let kind = classify(&e);
@@ -415,13 +451,25 @@ impl ContactMapper {
                                 &self.counters.error_retries
                             };
                             counter.fetch_add(1, Ordering::Relaxed);
-                            self.backoff(attempt).await;
+                            last_problem = problem(&e);
+                            stalled += self.backoff(attempt, stalled).await;
                         }
                     }
                 }
             }
         }
         Ok(found)
+    }
+
+    /// The error of a request that went `request_deadline` without progress.
+    fn deadline_passed(&self, op: &str, attempts: u32, last: &str) -> anyhow::Error {
+        anyhow!(
+            "DynamoDB at {} did not complete {op} on table {:?} within the request deadline of {} ms ({attempts} attempt(s) of at most {} ms each; last: {last}); check that the endpoint answers, or raise \"dynamodb.request_deadline_ms\"/\"dynamodb.attempt_timeout_ms\" in the config",
+            self.endpoint,
+            self.table,
+            self.request_deadline.as_millis(),
+            self.attempt_timeout.as_millis(),
+        )
     }
 
     fn parse_item(&self, item: &HashMap<String, AttributeValue>) -> Result<(String, i64)> {
@@ -448,12 +496,27 @@ impl ContactMapper {
         }
     }
 
-    /// Sleeps a random time in `[0, min(max, base * 2^attempt)]` (full jitter).
-    async fn backoff(&self, attempt: u32) {
+    /// Sleeps a random time in `[0, min(max, base * 2^attempt)]` (full
+    /// jitter), never past the request deadline; returns the time slept.
+    async fn backoff(&self, attempt: u32, stalled: Duration) -> Duration {
         let ceiling = backoff_ceiling(self.base_backoff, self.max_backoff, attempt);
         let ms = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
-        tokio::time::sleep(Duration::from_millis(ms.max(1))).await;
+        let wait =
+            Duration::from_millis(ms.max(1)).min(self.request_deadline.saturating_sub(stalled));
+        tokio::time::sleep(wait).await;
+        wait
     }
+}
+
+/// The SDK's timeouts: connecting and one attempt within `attempt`, the
+/// whole operation within `deadline` (the SDK's own retries are off).
+fn sdk_timeouts(attempt: Duration, deadline: Duration) -> TimeoutConfig {
+    let attempt = attempt.min(deadline);
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3).min(attempt))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(deadline)
+        .build()
 }
 
 /// The upper bound of the jittered backoff after `attempt` retries.
@@ -502,6 +565,20 @@ fn classify<R>(e: &SdkError<BatchGetItemError, R>) -> Failure {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Failure::Transient,
         SdkError::ResponseError(_) => Failure::Transient,
         _ => Failure::Fatal,
+    }
+}
+
+/// What went wrong with one attempt, in a few words (for the deadline error).
+fn problem<R>(e: &SdkError<BatchGetItemError, R>) -> String {
+    match e {
+        SdkError::TimeoutError(_) => "no answer in time".into(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "connecting timed out".into(),
+        SdkError::DispatchFailure(d) if d.is_io() => "connection failed".into(),
+        SdkError::ServiceError(se) => aws_sdk_dynamodb::error::ProvideErrorMetadata::code(se.err())
+            .unwrap_or("service error")
+            .to_string(),
+        SdkError::ResponseError(_) => "an unreadable response".into(),
+        _ => "the request failed".into(),
     }
 }
 

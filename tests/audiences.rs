@@ -757,3 +757,88 @@ async fn cli_dry_run_drop_source_confirmation_membership_and_config_errors() {
     assert!(out.stderr.contains("audiences.migration"), "{}", out.stderr);
     assert!(out.stderr.contains("batch_sise"), "{}", out.stderr);
 }
+
+/// An endpoint that accepts connections and never answers: the look-up gives
+/// up after the request deadline (not attempts × attempt timeout) with an
+/// error naming the endpoint and the two config keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_dynamodb_endpoint_fails_at_the_request_deadline() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let t = TestDb::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            held.push(s); // open, silent
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(
+        &dir,
+        &serde_json::json!({"dynamodb": {
+            "endpoint_url": format!("http://127.0.0.1:{port}"),
+            "region": "us-east-1",
+            "request_deadline_ms": 1500,
+            "attempt_timeout_ms": 300
+        }}),
+    );
+    let mut child = t
+        .cli()
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "membership",
+            "--contact-reference",
+            "ref-1",
+            "--campaign",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // liveness only: before the deadline existed this took minutes
+    let mut waited = 0;
+    while child.try_wait().unwrap().is_none() {
+        if waited > 600 {
+            let _ = child.kill();
+            panic!("membership against a hung endpoint did not fail");
+        }
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for want in [
+        format!("DynamoDB at http://127.0.0.1:{port} did not complete BatchGetItem"),
+        "within the request deadline of 1500 ms".to_string(),
+        "at most 300 ms each; last: no answer in time".to_string(),
+        "\"dynamodb.request_deadline_ms\"".to_string(),
+        "\"dynamodb.attempt_timeout_ms\"".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "{want}: {stderr}");
+    }
+    assert!(accepted.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn dynamodb_timeouts_must_be_positive() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = cdpctl::config::DynamoConfig {
+        attempt_timeout_ms: 0,
+        ..Default::default()
+    };
+    let e = rt
+        .block_on(cdpctl::dynamo::ContactMapper::new(&cfg))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dynamodb.attempt_timeout_ms"), "{e}");
+}

@@ -144,6 +144,38 @@ fn unknown_config_key_is_an_error_naming_it() {
     assert!(out.stderr.contains("postgresql.sslmode"), "{}", out.stderr);
 }
 
+/// A secret of the wrong type is named by its key, never echoed.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_errors_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &json!({"postgresql": {"host": "x", "password": 123456}}),
+    );
+    let out = run(cli().arg("--config").arg(&cfg).arg("status"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("key \"postgresql.password\": invalid value (not shown, the key holds a secret); expected a string"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("123456"), "{}", out.stderr);
+
+    let t = TestDb::new().await;
+    let cfg = write_config(
+        &dir,
+        &json!({"segments": {"destinations": {"beta": {"environment": "prod", "api_token": 987654}}}}),
+    );
+    let out = run(t.cli().arg("--config").arg(&cfg).arg("flush-segment"));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("segments.destinations.beta.api_token"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("987654"), "{}", out.stderr);
+}
+
 #[test]
 fn example_config_is_valid_and_complete() {
     let text =
