@@ -504,6 +504,10 @@ enum Fault {
     /// Applied, but the answer comes after the client gave up.
     SlowAccept,
     Unauthorized,
+    /// 302 to this port on loopback.
+    Redirect(u16),
+    /// 500 whose long body quotes the bearer token.
+    EchoToken,
 }
 
 #[derive(Default)]
@@ -513,6 +517,8 @@ struct Split {
     faults: std::collections::VecDeque<Fault>,
     always: Option<Fault>,
     bad_auth: usize,
+    /// Every request received, applied or not.
+    requests: usize,
 }
 
 /// A minimal HTTP/1.1 server speaking the Split segment endpoints.
@@ -571,6 +577,7 @@ async fn split_server(state: Arc<Mutex<Split>>) -> u16 {
                         .collect();
                     let fault = {
                         let mut s = state.lock().unwrap();
+                        s.requests += 1;
                         if !authorized {
                             s.bad_auth += 1;
                         }
@@ -625,6 +632,19 @@ async fn split_server(state: Arc<Mutex<Split>>) -> u16 {
                         }
                         Fault::Unauthorized => {
                             "HTTP/1.1 401 Unauthorized\r\ncontent-length: 12\r\n\r\nbad token!!!".to_string()
+                        }
+                        Fault::Redirect(to) => format!(
+                            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{to}{path}\r\ncontent-length: 0\r\n\r\n"
+                        ),
+                        Fault::EchoToken => {
+                            let body = format!(
+                                "upstream failure\nrequest: Authorization: Bearer s3cret-token\ntoken=s3cret-token {}",
+                                "z".repeat(2000)
+                            );
+                            format!(
+                                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
                         }
                     };
                     if sock.write_all(response.as_bytes()).await.is_err() {
@@ -818,6 +838,118 @@ async fn rest_rows_stay_queued_until_the_destination_accepts() {
     let s = state.lock().unwrap();
     assert!(s.segments["beta_testers"].contains("u1"));
     assert!(s.segments["vip"].contains("u2"));
+}
+
+/// Accepts HTTP requests, records their heads and answers 200.
+async fn recording_server(heads: Arc<Mutex<Vec<String>>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).into_owned());
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A 302 fails the segment at once (no retry), names it and the Location
+/// host, and nothing (least of all the token) goes to the redirect target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirecting_destination_fails_at_once_and_is_not_followed() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let elsewhere = Arc::new(Mutex::new(Vec::new()));
+    let other_port = recording_server(elsewhere.clone()).await;
+    let state = Arc::new(Mutex::new(Split {
+        always: Some(Fault::Redirect(other_port)),
+        ..Default::default()
+    }));
+    let port = split_server(state.clone()).await;
+    enqueue(
+        &c,
+        &[Req::new("beta", "u1", "add"), Req::new("beta", "u2", "add")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rest_config(&t, &dir, port);
+    let mut cmd = cli();
+    cmd.env("TEST_SPLIT_TOKEN", "s3cret-token").args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "flush-segment",
+    ]);
+    let out = run_cli(cmd).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for want in [
+        "segment \"beta\": PUT /internal/api/v2/segments/prod/beta_testers/uploadKeys (2 keys)"
+            .to_string(),
+        format!("HTTP 302 Found redirecting to 127.0.0.1:{other_port}"),
+        "redirects are not followed".to_string(),
+        "segments.destinations.beta.base_url".to_string(),
+    ] {
+        assert!(out.stderr.contains(&want), "{want}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("retries"), "{}", out.stderr);
+    assert_eq!(state.lock().unwrap().requests, 1, "no retry of a 3xx");
+    assert_eq!(*elsewhere.lock().unwrap(), Vec::<String>::new());
+    assert_eq!(queued(&c).await, 2, "the rows stay queued");
+}
+
+/// A failing destination whose body quotes the token: the error shows a
+/// short excerpt with the token masked, on stdout and stderr alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn destination_bodies_are_short_and_never_show_the_token() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let state = Arc::new(Mutex::new(Split {
+        always: Some(Fault::EchoToken),
+        ..Default::default()
+    }));
+    let port = split_server(state.clone()).await;
+    enqueue(&c, &[Req::new("vip", "u1", "add")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rest_config(&t, &dir, port);
+    let mut cmd = cli();
+    cmd.env("TEST_SPLIT_TOKEN", "s3cret-token").args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "flush-segment",
+    ]);
+    let out = run_cli(cmd).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("HTTP 500 Internal Server Error: upstream failure request: Authorization: Bearer *** token=*** zzz"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("still failing after 5 retries"),
+        "{}",
+        out.stderr
+    );
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains(&"z".repeat(300)), "{text}");
+    }
+    assert_eq!(queued(&c).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

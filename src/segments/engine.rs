@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use tokio_postgres::Client;
 
 use super::coalesce::{coalesce, Change, Outcome, ProgramKind, Request, Verb};
@@ -497,10 +497,7 @@ impl<'a> Flusher<'a> {
                 let http = match &self.http {
                     Some(h) => h.clone(),
                     None => {
-                        let h = reqwest::Client::builder()
-                            .user_agent(concat!("cdpctl/", env!("CARGO_PKG_VERSION")))
-                            .build()
-                            .map_err(|e| anyhow!("building the HTTP client: {e}"))?;
+                        let h = super::split::http_client()?;
                         self.http = Some(h.clone());
                         h
                     }

@@ -65,17 +65,18 @@ impl SegmentsConfig {
     /// Parses `config.segments`; errors name the key (`segments.…`).
     pub fn from_config(cfg: &Config) -> Result<Self> {
         let value = serde_json::Value::Object(cfg.segments.clone());
-        let parsed: SegmentsConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let parsed: SegmentsConfig = serde_path_to_error::deserialize(&value).map_err(|e| {
             let path = e.path().to_string();
             let key = if path == "." || path.is_empty() {
                 "segments".to_string()
             } else {
                 format!("segments.{path}")
             };
-            anyhow!(
+            let msg = format!(
                 "config: key \"{key}\": {}; see examples/cdpctl.json",
-                e.into_inner()
-            )
+                crate::config::key_error_text(&path, e.inner())
+            );
+            anyhow!(crate::config::scrub_secrets(&msg, &value))
         })?;
         if parsed.batch_size < 1 {
             anyhow::bail!(
@@ -385,6 +386,20 @@ mod tests {
         let cfg: Config = serde_json::from_value(json!({"segments": {"batch_size": 0}})).unwrap();
         let e = SegmentsConfig::from_config(&cfg).unwrap_err().to_string();
         assert!(e.contains("segments.batch_size"), "{e}");
+    }
+
+    #[test]
+    fn a_mistyped_token_is_not_echoed() {
+        let cfg: Config = serde_json::from_value(json!({
+            "segments": {"destinations": {"beta": {"environment": "prod", "api_token": 987654}}}
+        }))
+        .unwrap();
+        let e = SegmentsConfig::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("segments.destinations.beta.api_token"), "{e}");
+        assert!(
+            e.contains("expected a string") && !e.contains("987654"),
+            "{e}"
+        );
     }
 
     #[test]

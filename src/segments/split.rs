@@ -2,8 +2,11 @@
 //! and `PUT …/removeKeys` with `{"keys": [...], "comment": ...}`, in chunks of
 //! at most `max_keys_per_call` keys. 429 waits for the
 //! `X-RateLimit-Reset-Seconds-*` headers; 5xx, 408 and transport errors
-//! (timeouts, refused connections) retry with exponential backoff. The API
-//! token is sent as a bearer token and never appears in messages.
+//! (timeouts, refused connections) retry with exponential backoff. A 3xx
+//! fails the segment at once: redirects are never followed, so the bearer
+//! token goes to the configured host only. The token never appears in
+//! messages, and a response body appears only as a short excerpt with the
+//! token scrubbed.
 
 use std::time::Duration;
 
@@ -12,6 +15,40 @@ use serde::Deserialize;
 
 /// Split's hard limit on keys per call.
 pub const MAX_KEYS_PER_CALL: usize = 10_000;
+/// Characters of a response body shown in an error.
+pub const BODY_EXCERPT_CHARS: usize = 200;
+
+/// The HTTP client of the REST destinations: no redirects (a 3xx is an
+/// answer, not a hop that would carry the token elsewhere).
+pub fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("cdpctl/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| anyhow!("building the HTTP client: {e}"))
+}
+
+/// At most [`BODY_EXCERPT_CHARS`] of `body` on one line, with `secrets` and
+/// anything after `Bearer ` replaced by `***` (before truncating, so no
+/// prefix of a secret survives).
+pub fn body_excerpt(body: &str, secrets: &[&str]) -> String {
+    let mut text = body.to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "***");
+    }
+    let bearer = regex::Regex::new(r"(?i)(bearer\s+)[^\s\x22',;]+").expect("valid regex");
+    let text = bearer.replace_all(&text, "${1}***");
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    let mut out: String = flat.chars().take(BODY_EXCERPT_CHARS).collect();
+    if flat.chars().count() > BODY_EXCERPT_CHARS {
+        out.push('…');
+    }
+    out
+}
 
 /// `segments.destinations.<segment>` in the config.
 #[derive(Clone, Deserialize, PartialEq)]
@@ -212,6 +249,25 @@ impl SplitDestination {
                 .await;
             let (wait, problem) = match res {
                 Ok(resp) if resp.status().is_success() => return Ok(retries as u64),
+                Ok(resp) if resp.status().is_redirection() => {
+                    let to = resp
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .and_then(|l| url.join(l).ok())
+                        .map(|u| match (u.host_str(), u.port()) {
+                            (Some(h), Some(p)) => format!("{h}:{p}"),
+                            (Some(h), None) => h.to_string(),
+                            (None, _) => "an unknown host".into(),
+                        })
+                        .unwrap_or_else(|| "no Location".into());
+                    bail!(
+                        "{}: the destination answered HTTP {} redirecting to {to}; redirects are not followed (the API token goes to the configured host only): set segments.destinations.{}.base_url to the final address",
+                        what(),
+                        resp.status(),
+                        self.queue_segment
+                    );
+                }
                 Ok(resp) if resp.status().as_u16() == 429 => {
                     let wait = rate_limit_wait(resp.headers())
                         .map(|w| w.min(Duration::from_secs(self.cfg.max_rate_limit_wait_seconds)))
@@ -219,14 +275,15 @@ impl SplitDestination {
                     (wait, "HTTP 429 Too Many Requests".to_string())
                 }
                 Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 408 => {
-                    (self.backoff(retries), format!("HTTP {}", resp.status()))
+                    let status = resp.status();
+                    let text = self.excerpt(resp).await;
+                    (self.backoff(retries), format!("HTTP {status}{text}"))
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(300).collect();
+                    let text = self.excerpt(resp).await;
                     bail!(
-                        "{}: the destination refused it with HTTP {status}: {text}; check the environment, segment name and API token",
+                        "{}: the destination refused it with HTTP {status}{text}; check the environment, segment name and API token",
                         what()
                     );
                 }
@@ -249,6 +306,17 @@ impl SplitDestination {
             }
             retries += 1;
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `: <excerpt>` of a response's body, or nothing for an empty one.
+    async fn excerpt(&self, resp: reqwest::Response) -> String {
+        let body = resp.text().await.unwrap_or_default();
+        let text = body_excerpt(&body, &[&self.token]);
+        if text.is_empty() {
+            text
+        } else {
+            format!(": {text}")
         }
     }
 
@@ -306,6 +374,28 @@ mod tests {
             "/internal/api/v2/segments/prod%20env/beta%2Ftesters/removeKeys"
         );
         assert!(!format!("{cfg:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn body_excerpts_are_short_and_scrubbed() {
+        let token = "s3cret-token-123";
+        let body = format!(
+            "denied: token {token} is not valid\nAuthorization: Bearer other.jwt.value; {}",
+            "x".repeat(500)
+        );
+        let e = body_excerpt(&body, &[token]);
+        assert!(!e.contains("s3cret") && !e.contains("other.jwt"), "{e}");
+        assert!(
+            e.starts_with("denied: token *** is not valid Authorization: Bearer ***;"),
+            "{e}"
+        );
+        assert_eq!(e.chars().count(), BODY_EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        // a secret cut by the truncation leaves no prefix behind
+        let body = format!("{}{token}", "y".repeat(BODY_EXCERPT_CHARS - 4));
+        let e = body_excerpt(&body, &[token]);
+        assert!(!e.contains("s3cr"), "{e}");
+        assert_eq!(body_excerpt("  oops \r\n", &[""]), "oops");
     }
 
     #[test]
