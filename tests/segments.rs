@@ -869,6 +869,28 @@ async fn recording_server(heads: Arc<Mutex<Vec<String>>>) -> u16 {
     port
 }
 
+/// A Split server that answers every request with `fault`.
+async fn always_failing(fault: Fault) -> (Arc<Mutex<Split>>, u16) {
+    let state = Arc::new(Mutex::new(Split {
+        always: Some(fault),
+        ..Default::default()
+    }));
+    let port = split_server(state.clone()).await;
+    (state, port)
+}
+
+/// `flush-segment` with the REST destinations at `port` and the right token.
+async fn flush_rest(t: &TestDb, port: u16) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = rest_config(t, &dir, port);
+    let mut cmd = cli();
+    cmd.env("TEST_SPLIT_TOKEN", "s3cret-token")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("flush-segment");
+    run_cli(cmd).await
+}
+
 /// A 302 fails the segment at once (no retry), names it and the Location
 /// host, and nothing (least of all the token) goes to the redirect target.
 #[tokio::test(flavor = "multi_thread")]
@@ -877,25 +899,13 @@ async fn a_redirecting_destination_fails_at_once_and_is_not_followed() {
     let c = t.client().await;
     let elsewhere = Arc::new(Mutex::new(Vec::new()));
     let other_port = recording_server(elsewhere.clone()).await;
-    let state = Arc::new(Mutex::new(Split {
-        always: Some(Fault::Redirect(other_port)),
-        ..Default::default()
-    }));
-    let port = split_server(state.clone()).await;
+    let (state, port) = always_failing(Fault::Redirect(other_port)).await;
     enqueue(
         &c,
         &[Req::new("beta", "u1", "add"), Req::new("beta", "u2", "add")],
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rest_config(&t, &dir, port);
-    let mut cmd = cli();
-    cmd.env("TEST_SPLIT_TOKEN", "s3cret-token").args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "flush-segment",
-    ]);
-    let out = run_cli(cmd).await;
+    let out = flush_rest(&t, port).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
     for want in [
         "segment \"beta\": PUT /internal/api/v2/segments/prod/beta_testers/uploadKeys (2 keys)"
@@ -918,21 +928,9 @@ async fn a_redirecting_destination_fails_at_once_and_is_not_followed() {
 async fn destination_bodies_are_short_and_never_show_the_token() {
     let t = TestDb::new().await;
     let c = t.client().await;
-    let state = Arc::new(Mutex::new(Split {
-        always: Some(Fault::EchoToken),
-        ..Default::default()
-    }));
-    let port = split_server(state.clone()).await;
+    let (_state, port) = always_failing(Fault::EchoToken).await;
     enqueue(&c, &[Req::new("vip", "u1", "add")]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = rest_config(&t, &dir, port);
-    let mut cmd = cli();
-    cmd.env("TEST_SPLIT_TOKEN", "s3cret-token").args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "flush-segment",
-    ]);
-    let out = run_cli(cmd).await;
+    let out = flush_rest(&t, port).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
         out.stderr
