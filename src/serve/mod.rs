@@ -422,7 +422,7 @@ async fn flush_loop(
                 if r.read > 0 || !r.failures.is_empty() {
                     let t = r.totals();
                     out.info(format!(
-                        "serve: flushed {} request(s) in {} batch(es) over {} segment(s): +{} -{} keys, {} call(s), {} retr(ies); {} still queued",
+                        "serve: flushed {} queued change(s) in {} batch(es) over {} segment(s): +{} -{} keys in {} call(s), {} retries; {} still queued",
                         r.read,
                         r.batches,
                         r.segments.len(),
