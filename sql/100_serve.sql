@@ -13,8 +13,11 @@ CREATE TABLE IF NOT EXISTS {{audience}}.split_tenants (
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- No foreign key: its check would triple the cost of every queued key on
+-- serve's hot path; tenants are never deleted by cdpctl, and a row naming an
+-- unknown tenant fails its flush with a message saying so.
 ALTER TABLE {{audience}}.segment_changes
-    ADD COLUMN IF NOT EXISTS tenant_id bigint REFERENCES {{audience}}.split_tenants (id);
+    ADD COLUMN IF NOT EXISTS tenant_id bigint;
 -- the server-fed rows in queue order (serve's flusher claims only those)
 CREATE INDEX IF NOT EXISTS segment_changes_tenant_idx
     ON {{audience}}.segment_changes (id) WHERE tenant_id IS NOT NULL;

@@ -410,7 +410,7 @@ impl<'a> Flusher<'a> {
         client: &Client,
         a: &str,
         groups: &[&Group],
-    ) -> Result<HashMap<Group, std::result::Result<SplitDestination, String>>> {
+    ) -> Result<HashMap<Group, (String, std::result::Result<SplitDestination, String>)>> {
         let mut ids: Vec<i64> = groups.iter().map(|g| g.0).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -422,16 +422,25 @@ impl<'a> Flusher<'a> {
         let loaded = tenants::load(client, a, self.secret_key(), &ids).await?;
         for g in groups {
             let t = &loaded[&g.0];
-            let d = t.token.clone().and_then(|token| {
-                let cfg = RestConfig {
-                    environment: t.environment_id.clone(),
-                    segment: Some(g.1.clone()),
-                    api_token: Some(token),
-                    ..split.clone()
-                };
-                SplitDestination::new(&g.1, &cfg).map_err(|e| e.to_string())
-            });
-            out.insert((*g).clone(), d);
+            let d = t
+                .token
+                .clone()
+                .and_then(|token| {
+                    let cfg = RestConfig {
+                        environment: t.environment_id.clone(),
+                        segment: Some(g.1.clone()),
+                        api_token: Some(token),
+                        ..split.clone()
+                    };
+                    SplitDestination::new(&g.1, &cfg).map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    format!(
+                        "segment {:?} of Split environment {:?}: {e}",
+                        g.1, t.environment_id
+                    )
+                });
+            out.insert((*g).clone(), (t.environment_id.clone(), d));
         }
         Ok(out)
     }
@@ -490,17 +499,18 @@ impl<'a> Flusher<'a> {
         let mut audience: Vec<(i64, &Queued)> = Vec::new();
         let mut rest: Vec<(Destination, Group, Vec<&Queued>)> = Vec::new();
         for (g, list) in by_group {
+            let mut environment = None;
             let dest = if g.0 == 0 {
                 self.destination(&g.1)
             } else {
-                match tenant_dests.remove(&g) {
-                    Some(Ok(d)) => {
-                        batch_rest.push(d);
-                        Ok(Destination::Tenant(batch_rest.len() - 1))
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Err(format!("tenant {} has no destination", g.0)),
-                }
+                let (env, d) = tenant_dests
+                    .remove(&g)
+                    .expect("every tenant group has a destination");
+                environment = Some(env);
+                d.map(|d| {
+                    batch_rest.push(d);
+                    Destination::Tenant(batch_rest.len() - 1)
+                })
             };
             match dest {
                 Ok(Destination::Audience(campaign)) => {
@@ -509,14 +519,13 @@ impl<'a> Flusher<'a> {
                 }
                 Ok(d) => {
                     let mut s = new_stats(&g, "rest");
-                    if let Destination::Tenant(i) = d {
-                        s.environment = Some(batch_rest[i].cfg.environment.clone());
-                    }
+                    s.environment = environment;
                     stats.insert(g.clone(), s);
                     rest.push((d, g, list));
                 }
                 Err(e) => {
-                    let mut s = new_stats(&g, "none");
+                    let mut s = new_stats(&g, if g.0 == 0 { "none" } else { "rest" });
+                    s.environment = environment;
                     s.failed = list.len() as u64;
                     stats.insert(g.clone(), s);
                     failures.insert(g, e);

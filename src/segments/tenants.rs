@@ -236,9 +236,9 @@ pub async fn load(
             Err(e) => Err(e.to_string()),
             Ok(k) => k.unseal(&environment_id, &sealed).ok_or_else(|| {
                 if k.id() == key_id {
-                    format!("the API token of Split environment {environment_id:?} cannot be unsealed: the stored data is damaged; the next request for that environment stores it again")
+                    "its API token cannot be unsealed: the stored data is damaged; the next request for this environment stores it again".to_string()
                 } else {
-                    format!("the API token of Split environment {environment_id:?} was sealed with another {SECRET_KEY_ENV} (key id {key_id}, this one is {}); use that key, or let the next request for that environment store the token again under this one", k.id())
+                    format!("its API token was sealed with another {SECRET_KEY_ENV} (key id {key_id}, this one is {}); use that key, or let the next request for this environment store the token again under this one", k.id())
                 }
             }),
         };
