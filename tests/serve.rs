@@ -662,7 +662,7 @@ async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = http
+    let mut metrics = http
         .get(serve.url("/metrics"))
         .send()
         .await
@@ -681,13 +681,58 @@ async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
+    // a rotated token arrives with the next request and delivers the backlog
+    let rotated = "tok-rotated-Hh73qWe";
+    split
+        .lock()
+        .unwrap()
+        .tokens
+        .insert("env-refused".into(), rotated.into());
+    assert_eq!(
+        post(
+            &http,
+            &serve,
+            AUTH,
+            &body("env-refused", rotated, "add", &["k5"], "s_no")
+        )
+        .await
+        .0,
+        200
+    );
+    while split.lock().unwrap().keys("env-refused", "s_no").len() < 6 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            serve.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_until_drained(&c, &serve, Duration::from_secs(30)).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM audience_data.split_tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "the tenant row was updated, not duplicated");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    metrics.push_str(
+        &http
+            .get(serve.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(metrics.contains("cdpctl_serve_queue_depth 0"), "{metrics}");
     let (code, out, err) = serve.terminate();
     assert_eq!(code, 0);
     assert!(err.contains("refused it with HTTP 401"), "{err}");
     assert_nowhere(
         &t,
         &format!("{out}{err}{metrics}"),
-        &[good, refused, SECRET_KEY, AUTH],
+        &[good, refused, rotated, SECRET_KEY, AUTH],
     )
     .await;
 }
@@ -966,4 +1011,19 @@ async fn https_with_the_configured_certificate() {
         plain.is_err() || plain.unwrap().status() != 200,
         "plain HTTP is not served on the TLS port"
     );
+}
+
+#[test]
+fn the_example_config_serve_section_parses() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cdpctl.json"))
+            .unwrap();
+    let cfg = cdpctl::config::Config::from_json(&text, "examples/cdpctl.json").unwrap();
+    assert_eq!(
+        cdpctl::serve::ServeConfig::from_config(&cfg).unwrap(),
+        cdpctl::serve::ServeConfig::default()
+    );
+    let seg = cdpctl::segments::SegmentsConfig::from_config(&cfg).unwrap();
+    assert_eq!(seg.split.base_url, "https://api.split.io");
+    assert_eq!(seg.split.comment, "cdpctl serve");
 }

@@ -227,6 +227,7 @@ impl Server {
             metrics: metrics.clone(),
             max_rows: opts.serve.max_rows_per_commit,
             timeout: Duration::from_millis(opts.serve.write_timeout_ms),
+            out: opts.out,
         };
         let writer = tokio::spawn(writer.run(rx));
         let state = Arc::new(handler::State {
@@ -282,18 +283,21 @@ impl Server {
         } = self;
         let out = opts.out;
         let stop = StopFlag::default();
-        let flusher = opts.flush_interval.map(|interval| {
-            tokio::spawn(flush_loop(
-                config.clone(),
-                params.clone(),
-                opts.segments.clone(),
-                opts.key.clone(),
-                interval,
-                stop.clone(),
-                metrics.clone(),
-                out,
-            ))
-        });
+        // without flushing the loop still measures the queue for /metrics
+        let (flush, interval) = match opts.flush_interval {
+            Some(i) => (true, i),
+            None => (false, Duration::from_secs(opts.segments.interval_seconds)),
+        };
+        let flusher = tokio::spawn(flush_loop(
+            config.clone(),
+            params.clone(),
+            opts.segments.clone(),
+            opts.key.clone(),
+            (flush, interval),
+            stop.clone(),
+            metrics.clone(),
+            out,
+        ));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         let reason = loop {
@@ -353,10 +357,10 @@ impl Server {
         let _ = jobs.send(Msg::Stop).await;
         let _ = writer.await;
         stop.set();
-        if let Some(f) = flusher {
-            if tokio::time::timeout(grace, f).await.is_err() {
-                out.info("serve: the flush batch in progress did not finish within the grace period; it is rolled back and its keys stay queued");
-            }
+        let mut flusher = flusher;
+        if tokio::time::timeout(grace, &mut flusher).await.is_err() {
+            flusher.abort();
+            out.info("serve: the flush batch in progress did not finish within the grace period; it is rolled back and its keys stay queued");
         }
         let (commits, requests_committed, keys_queued) = metrics.commits();
         Ok(Summary {
@@ -380,15 +384,15 @@ impl Server {
 }
 
 /// The in-process flusher: a round of the flush engine over the server-fed
-/// rows, then a pause. A failed round (database down, ...) is logged and
-/// retried; its keys stay queued.
+/// rows (when `flush`), a measurement of the queue, then a pause. A failed
+/// round (database down, ...) is logged and retried; its keys stay queued.
 #[allow(clippy::too_many_arguments)]
 async fn flush_loop(
     config: Config,
     params: ConnectParams,
     segments: SegmentsConfig,
     key: SecretKey,
-    interval: Duration,
+    (flush, interval): (bool, Duration),
     stop: StopFlag,
     metrics: Arc<Metrics>,
     out: Output,
@@ -406,22 +410,31 @@ async fn flush_loop(
             db = match Db::connect(&config, &params, "serve flush").await {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    out.info(format!(
-                        "serve: flush round skipped: {e:#}; the keys stay queued"
-                    ));
-                    metrics.flush_round(None);
+                    if flush {
+                        out.info(format!(
+                            "serve: flush round skipped: {e:#}; the keys stay queued"
+                        ));
+                        metrics.flush_round(None);
+                    }
                     stop.sleep(interval).await;
                     continue;
                 }
             };
         }
         let d = db.as_ref().expect("connected");
-        match flusher.run(d, &opts, Some(&stop)).await {
-            Ok(r) => {
-                metrics.flush_round(Some(&r));
-                if r.read > 0 || !r.failures.is_empty() {
-                    let t = r.totals();
-                    out.info(format!(
+        let round = if flush {
+            Some(flusher.run(d, &opts, Some(&stop)).await)
+        } else {
+            None
+        };
+        match round {
+            None => {}
+            Some(round) => match round {
+                Ok(r) => {
+                    metrics.flush_round(Some(&r));
+                    if r.read > 0 || !r.failures.is_empty() {
+                        let t = r.totals();
+                        out.info(format!(
                         "serve: flushed {} queued change(s) in {} batch(es) over {} segment(s): +{} -{} keys in {} call(s), {} retries; {} still queued",
                         r.read,
                         r.batches,
@@ -432,17 +445,18 @@ async fn flush_loop(
                         t.retries,
                         r.remaining
                     ));
+                    }
+                    for e in r.failures.values() {
+                        out.info(format!("serve: delivery failed, the keys stay queued: {e}"));
+                    }
                 }
-                for e in r.failures.values() {
-                    out.info(format!("serve: delivery failed, the keys stay queued: {e}"));
+                Err(e) => {
+                    metrics.flush_round(None);
+                    out.info(format!(
+                        "serve: flush round failed: {e:#}; the keys stay queued"
+                    ));
                 }
-            }
-            Err(e) => {
-                metrics.flush_round(None);
-                out.info(format!(
-                    "serve: flush round failed: {e:#}; the keys stay queued"
-                ));
-            }
+            },
         }
         if let Some(d) = db.as_ref().filter(|d| !d.client.is_closed()) {
             if let Ok((depth, oldest)) = server_fed_queue(d).await {

@@ -48,6 +48,7 @@ pub struct Writer {
     pub metrics: std::sync::Arc<Metrics>,
     pub max_rows: usize,
     pub timeout: Duration,
+    pub out: crate::output::Output,
 }
 
 struct Conn {
@@ -59,7 +60,11 @@ impl Writer {
     /// Runs until [`Msg::Stop`] (or every sender is gone).
     pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let a = crate::db::Schemas::from_config(&self.config).audience;
-        let mut conn: Option<Conn> = None;
+        let mut conn: Option<Conn> =
+            match tokio::time::timeout(self.timeout, self.connect(&a)).await {
+                Ok(Ok(c)) => Some(c),
+                _ => None,
+            };
         let mut tenants: HashMap<String, (i64, [u8; 32])> = HashMap::new();
         let mut last_attempt: Option<Instant> = None;
         let mut stopping = false;
@@ -97,15 +102,20 @@ impl Writer {
                     last_attempt = Some(Instant::now());
                     match tokio::time::timeout(self.timeout, self.connect(&a)).await {
                         Ok(Ok(c)) => {
-                            eprintln!("serve: connected to PostgreSQL {}", self.params.describe());
+                            self.out.info(format!(
+                                "serve: connected to PostgreSQL {}",
+                                self.params.describe()
+                            ));
                             conn = Some(c);
                             tenants.clear();
                         }
-                        Ok(Err(e)) => eprintln!("serve: PostgreSQL unreachable: {e:#}"),
-                        Err(_) => eprintln!(
-                            "serve: PostgreSQL unreachable: connecting took longer than {} ms",
+                        Ok(Err(e)) => self.out.info(format!(
+                            "serve: PostgreSQL unreachable, answering 503: {e:#}"
+                        )),
+                        Err(_) => self.out.info(format!(
+                            "serve: PostgreSQL unreachable, answering 503: connecting took longer than {} ms",
                             self.timeout.as_millis()
-                        ),
+                        )),
                     }
                 }
             }
