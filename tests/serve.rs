@@ -209,6 +209,9 @@ fn split_with(tokens: &[(&str, &str)]) -> Split {
     s
 }
 
+/// (tenant index, segment, key)
+type KeyOf = (usize, &'static str, String);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_clients_end_with_the_last_action_per_key_through_faults() {
     let t = TestDb::new().await;
@@ -240,7 +243,7 @@ async fn concurrent_clients_end_with_the_last_action_per_key_through_faults() {
     // turns, but a key's next action is sent only once its previous one was
     // acknowledged, so "last action" is well defined
     let mut rng = SmallRng::seed_from_u64(14);
-    let mut plan: Vec<((usize, &str, String), Vec<&str>)> = Vec::new();
+    let mut plan: Vec<(KeyOf, Vec<&str>)> = Vec::new();
     for i in 0..150 {
         let tenant = rng.gen_range(0..2);
         let segment = ["s_fans", "s_vip", "s_churn"][rng.gen_range(0..3)];
