@@ -179,11 +179,44 @@ async fn post(http: &reqwest::Client, s: &Serve, auth: &str, b: &Value) -> (u16,
     (status, r.text().await.unwrap())
 }
 
+/// POSTs with the right secret and expects `200 MPIDs <verb>`.
+async fn accepted(http: &reqwest::Client, s: &Serve, b: &Value) {
+    let (status, text) = post(http, s, AUTH, b).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, format!("MPIDs {}", b["verb"].as_str().unwrap()));
+}
+
+/// Waits (at most 30 s) until `done` holds.
+async fn wait_for(s: &Serve, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "gave up waiting; serve printed:\n{}",
+            s.printed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn queued(c: &tokio_postgres::Client) -> i64 {
     c.query_one("SELECT count(*) FROM audience_data.segment_changes", &[])
         .await
         .unwrap()
         .get(0)
+}
+
+/// The keys of the server-fed queue, in queue order.
+async fn queued_keys(c: &tokio_postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT key FROM audience_data.segment_changes WHERE tenant_id IS NOT NULL ORDER BY id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 async fn wait_until_drained(c: &tokio_postgres::Client, s: &Serve, limit: Duration) {
@@ -195,6 +228,32 @@ async fn wait_until_drained(c: &tokio_postgres::Client, s: &Serve, limit: Durati
             s.printed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A test database, a client on it, a Split-shaped server accepting
+/// `tokens` (environment, token) and a config file pointing at both.
+struct Fixture {
+    t: TestDb,
+    c: tokio_postgres::Client,
+    split: Split,
+    cfg: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(tokens: &[(&str, &str)], serve: Value) -> Fixture {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let split = split_with(tokens);
+    let url = split_api::start(split.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&t, &dir, &url, serve);
+    Fixture {
+        t,
+        c,
+        split,
+        cfg,
+        _dir: dir,
     }
 }
 
@@ -214,10 +273,14 @@ type KeyOf = (usize, &'static str, String);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_clients_end_with_the_last_action_per_key_through_faults() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
     let tenants = [("env-a", "tok-a-7c1e"), ("env-b", "tok-b-90d2")];
-    let split = split_with(&tenants);
+    let Fixture {
+        t,
+        c,
+        split,
+        cfg,
+        _dir,
+    } = fixture(&tenants, json!({})).await;
     {
         let mut s = split.lock().unwrap();
         // keys already in Split before the run
@@ -234,9 +297,6 @@ async fn concurrent_clients_end_with_the_last_action_per_key_through_faults() {
             Fault::Hang(Duration::from_millis(700)),
         ]);
     }
-    let split_url = split_api::start(split.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&t, &dir, &split_url, json!({}));
     let serve = Serve::start(&t, &cfg, &["--flush-interval", "150ms"]);
 
     // every key gets a random sequence of actions; concurrent clients take
@@ -355,12 +415,13 @@ async fn concurrent_clients_end_with_the_last_action_per_key_through_faults() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_load_loses_nothing_acknowledged() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
-    let split = split_with(&[("env-k", "tok-k-5511")]);
-    let split_url = split_api::start(split.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&t, &dir, &split_url, json!({}));
+    let Fixture {
+        t,
+        c,
+        split,
+        cfg,
+        _dir,
+    } = fixture(&[("env-k", "tok-k-5511")], json!({})).await;
     let mut serve = Serve::start(&t, &cfg, &["--no-flush"]);
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let sent = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -401,16 +462,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         "load was running: {} acknowledged",
         acked.len()
     );
-    let stored: HashSet<String> = c
-        .query(
-            "SELECT key FROM audience_data.segment_changes WHERE tenant_id IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored: HashSet<String> = queued_keys(&c).await.into_iter().collect();
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -447,15 +499,9 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_are_answered_like_the_batch_server_and_queue_nothing() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &t,
-        &dir,
-        "http://127.0.0.1:9",
-        json!({"max_body_bytes": 4096}),
-    );
+    let Fixture {
+        t, c, cfg, _dir, ..
+    } = fixture(&[], json!({"max_body_bytes": 4096})).await;
     let serve = Serve::start(&t, &cfg, &["--no-flush"]);
     let http = reqwest::Client::new();
     let good = body("env-x", "tok-x-2b", "add", &["1"], "s_x");
@@ -612,59 +658,33 @@ async fn assert_nowhere(t: &TestDb, printed: &str, secrets: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
     let good = "tok-good-Zq81xLw";
     let refused = "tok-refused-Pp02vKd";
-    let split = split_with(&[("env-good", good)]);
-    let split_url = split_api::start(split.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&t, &dir, &split_url, json!({}));
+    let Fixture {
+        t,
+        c,
+        split,
+        cfg,
+        _dir,
+    } = fixture(&[("env-good", good)], json!({})).await;
     let serve = Serve::start(&t, &cfg, &["--flush-interval", "100ms", "-v"]);
     let http = reqwest::Client::new();
     for i in 0..5 {
         let k = format!("k{i}");
-        assert_eq!(
-            post(
-                &http,
-                &serve,
-                AUTH,
-                &body("env-good", good, "add", &[&k], "s_ok")
-            )
-            .await
-            .0,
-            200
-        );
+        accepted(&http, &serve, &body("env-good", good, "add", &[&k], "s_ok")).await;
         // Split refuses this environment's token (401): its keys stay queued
-        assert_eq!(
-            post(
-                &http,
-                &serve,
-                AUTH,
-                &body("env-refused", refused, "add", &[&k], "s_no")
-            )
-            .await
-            .0,
-            200
-        );
+        accepted(
+            &http,
+            &serve,
+            &body("env-refused", refused, "add", &[&k], "s_no"),
+        )
+        .await;
     }
-    let started = Instant::now();
-    while split.lock().unwrap().keys("env-good", "s_ok").len() < 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            serve.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    while !serve.printed().contains("HTTP 401") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            serve.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&serve, || {
+        split.lock().unwrap().keys("env-good", "s_ok").len() == 5
+    })
+    .await;
+    wait_for(&serve, || serve.printed().contains("HTTP 401")).await;
     let mut metrics = http
         .get(serve.url("/metrics"))
         .send()
@@ -691,25 +711,16 @@ async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
         .unwrap()
         .tokens
         .insert("env-refused".into(), rotated.into());
-    assert_eq!(
-        post(
-            &http,
-            &serve,
-            AUTH,
-            &body("env-refused", rotated, "add", &["k5"], "s_no")
-        )
-        .await
-        .0,
-        200
-    );
-    while split.lock().unwrap().keys("env-refused", "s_no").len() < 6 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            serve.printed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    accepted(
+        &http,
+        &serve,
+        &body("env-refused", rotated, "add", &["k5"], "s_no"),
+    )
+    .await;
+    wait_for(&serve, || {
+        split.lock().unwrap().keys("env-refused", "s_no").len() == 6
+    })
+    .await;
     wait_until_drained(&c, &serve, Duration::from_secs(30)).await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM audience_data.split_tenants", &[])
@@ -742,12 +753,13 @@ async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_keys_nothing_is_accepted_or_delivered_and_nothing_is_dropped() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
-    let split = split_with(&[("env-s", "tok-s-44")]);
-    let split_url = split_api::start(split.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&t, &dir, &split_url, json!({}));
+    let Fixture {
+        t,
+        c,
+        split,
+        cfg,
+        _dir,
+    } = fixture(&[("env-s", "tok-s-44")], json!({})).await;
     let cfg_s = cfg.to_str().unwrap();
 
     // serve refuses to start without either secret
@@ -842,15 +854,9 @@ async fn without_the_keys_nothing_is_accepted_or_delivered_and_nothing_is_droppe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_unreachable_answers_503_and_recovers() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &t,
-        &dir,
-        "http://127.0.0.1:9",
-        json!({"write_timeout_ms": 3000}),
-    );
+    let Fixture {
+        t, c, cfg, _dir, ..
+    } = fixture(&[], json!({"write_timeout_ms": 3000})).await;
     let serve = Serve::start(&t, &cfg, &["--no-flush"]);
     let http = reqwest::Client::new();
     let b = |k: &str| body("env-p", "tok-p-1", "add", &[k], "s_p");
@@ -896,25 +902,14 @@ async fn postgres_unreachable_answers_503_and_recovers() {
     assert!(metrics.contains("status=\"503\"} 1"), "{metrics}");
     drop(c);
     let c = t.client().await;
-    let keys: Vec<String> = c
-        .query(
-            "SELECT key FROM audience_data.segment_changes ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(keys, ["before", "after"]);
+    assert_eq!(queued_keys(&c).await, ["before", "after"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_answers_the_requests_in_flight_and_stops() {
-    let t = TestDb::new().await;
-    let c = t.client().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&t, &dir, "http://127.0.0.1:9", json!({}));
+    let Fixture {
+        t, c, cfg, _dir, ..
+    } = fixture(&[], json!({})).await;
     let serve = Serve::start(&t, &cfg, &["--no-flush"]);
     let base = serve.base.clone();
     let acked = Arc::new(Mutex::new(0usize));
@@ -982,13 +977,8 @@ async fn https_with_the_configured_certificate() {
         eprintln!("skipped: openssl cannot make a test certificate");
         return;
     }
-    let t = TestDb::new().await;
-    let cfg = config(
-        &t,
-        &dir,
-        "http://127.0.0.1:9",
-        json!({"tls_cert": cert, "tls_key": key}),
-    );
+    let Fixture { t, cfg, _dir, .. } =
+        fixture(&[], json!({"tls_cert": cert, "tls_key": key})).await;
     let serve = Serve::start(&t, &cfg, &["--no-flush"]);
     assert!(serve.base.starts_with("https://"), "{}", serve.base);
     // self-signed, and the lambda does not verify it either (rejectUnauthorized: false)
