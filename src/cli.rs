@@ -78,6 +78,8 @@ pub enum Command {
     HistoryImport(commands::history_import::Args),
     /// Drain the queue of one-at-a-time segment add/remove requests in coalesced batches
     FlushSegment(commands::flush_segment::Args),
+    /// HTTP ingest replacing the mparticle-audiences-batch server: durable queue, flushes to Split
+    Serve(commands::serve::Args),
     /// Recalculate rule-based contact groups for the entities that changed
     CalcAudiences(commands::calc_audiences::Args),
     /// Print shell completions

@@ -192,6 +192,8 @@ pub struct Config {
     #[serde(default)]
     pub segments: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
+    pub serve: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
     pub history: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub production_switch: serde_json::Map<String, serde_json::Value>,

@@ -21,6 +21,7 @@ pub mod pgcluster;
 pub mod production;
 pub mod schema;
 pub mod segments;
+pub mod serve;
 pub mod signals;
 pub mod stitch;
 
@@ -98,6 +99,7 @@ pub async fn run_async(cli: Cli) -> Result<()> {
         Command::FlushSegment(args) => {
             commands::flush_segment::run(&App::new(&global)?, args).await
         }
+        Command::Serve(args) => commands::serve::run(&App::new(&global)?, args).await,
         Command::Stitch(args) => commands::stitch::run(&App::new(&global)?, args).await,
         Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
         Command::ResetContext(args) => {

@@ -43,6 +43,11 @@ impl StopFlag {
         flag
     }
 
+    /// Sets the flag (a programmatic stop, e.g. at the end of `serve`).
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn is_set(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }

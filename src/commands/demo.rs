@@ -135,6 +135,16 @@ async fn pipeline(app: &App, args: &Args) -> Result<()> {
     ));
     let t = flushed.totals();
     steps.push(("flush-segment".into(), json!({"read": flushed.read, "batches": flushed.batches, "coalesced": t.coalesced, "added": t.added, "removed": t.removed, "segments": flushed.segments.len()})));
+    let served = crate::serve::demo::run(&db, out).await?;
+    out.info(match served["skipped"].as_str() {
+        Some(why) => format!("serve: skipped, {why}"),
+        None => format!(
+            "serve: one POST /audiences as the mparticle-audiences lambda sends it -> {}; one flush to a local Split-shaped receiver: {}",
+            served["answer"].as_str().unwrap_or("-"),
+            served["delivered"][0].as_str().unwrap_or("-")
+        ),
+    });
+    steps.push(("serve".into(), served));
     let history = crate::history::demo::run(&mut db).await?;
     for line in &history.lines {
         out.info(line);
@@ -225,6 +235,12 @@ fn summarize(name: &str, v: &serde_json::Value) -> String {
             n("added"),
             n("removed"),
             n("coalesced")
+        ),
+        "serve" => format!(
+            "POST /audiences -> {}; flushed {} request(s): {}",
+            v["answer"].as_str().unwrap_or("-"),
+            n("flushed"),
+            v["delivered"][0].as_str().unwrap_or("-")
         ),
         "history" => format!(
             "{} changes captured; {} campaigns at {}",

@@ -46,6 +46,7 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         batch_size,
         max_batches: args.max_batches,
         dry_run: args.dry_run,
+        server_fed_only: false,
     };
     let resolver = segments::resolve::DynamoResolver::new(&app.config);
     let mut flusher = Flusher::new(cfg.clone(), &resolver);

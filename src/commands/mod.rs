@@ -14,5 +14,6 @@ pub mod membership;
 pub mod migrate_audiences;
 pub mod reset_context;
 pub mod rollback;
+pub mod serve;
 pub mod status;
 pub mod stitch;

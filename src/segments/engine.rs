@@ -17,7 +17,8 @@ use tokio_postgres::Client;
 
 use super::coalesce::{coalesce, Change, Outcome, ProgramKind, Request, Verb};
 use super::resolve::Resolver;
-use super::split::SplitDestination;
+use super::split::{RestConfig, SplitDestination};
+use super::tenants::{self, SecretKey};
 use super::{FlushReport, SegmentStats, SegmentsConfig};
 use crate::db::{Db, PgResultExt};
 use crate::signals::StopFlag;
@@ -33,6 +34,8 @@ pub struct FlushOptions {
     pub max_batches: Option<u64>,
     /// Coalesce and report, change nothing (one transaction, rolled back).
     pub dry_run: bool,
+    /// Only the rows `cdpctl serve` queued (those with a tenant).
+    pub server_fed_only: bool,
 }
 
 impl Default for FlushOptions {
@@ -42,6 +45,7 @@ impl Default for FlushOptions {
             batch_size: 50_000,
             max_batches: None,
             dry_run: false,
+            server_fed_only: false,
         }
     }
 }
@@ -60,6 +64,8 @@ pub async fn flush(
 
 struct Queued {
     id: i64,
+    /// 0 for rows without a tenant (producers' SQL).
+    tenant: i64,
     segment: String,
     key: String,
     key_kind: String,
@@ -86,7 +92,23 @@ impl Queued {
 
 enum Destination {
     Audience(i64),
+    /// A configured destination (`segments.destinations`), by index.
     Rest(usize),
+    /// A tenant's Split environment, by index into the batch's list.
+    Tenant(usize),
+}
+
+/// One delivery unit: a segment of the plain queue (tenant 0) or a segment
+/// of one tenant.
+type Group = (i64, String);
+
+/// The key of a group in reports (segment names alone for the plain queue).
+fn label(g: &Group) -> String {
+    if g.0 == 0 {
+        g.1.clone()
+    } else {
+        format!("{} [tenant {}]", g.1, g.0)
+    }
 }
 
 /// Keeps the destinations and the HTTP client across batches of one run.
@@ -96,8 +118,10 @@ pub struct Flusher<'a> {
     http: Option<reqwest::Client>,
     rest: Vec<SplitDestination>,
     rest_index: HashMap<String, usize>,
-    /// Segments that failed in this run: excluded from later claims.
-    failed: HashSet<String>,
+    /// Groups that failed in this run: excluded from later claims.
+    failed: HashSet<Group>,
+    /// `CDPCTL_SECRET_KEY`, read when the first tenant row is met.
+    secret: Option<std::result::Result<SecretKey, String>>,
 }
 
 struct BatchOutcome {
@@ -118,7 +142,21 @@ impl<'a> Flusher<'a> {
             rest: Vec::new(),
             rest_index: HashMap::new(),
             failed: HashSet::new(),
+            secret: None,
         }
+    }
+
+    /// Uses `key` to unseal tenant tokens instead of reading the environment.
+    pub fn with_secret_key(mut self, key: SecretKey) -> Self {
+        self.secret = Some(Ok(key));
+        self
+    }
+
+    fn secret_key(&mut self) -> std::result::Result<&SecretKey, &str> {
+        self.secret
+            .get_or_insert_with(|| SecretKey::from_env().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// Runs batches until the queue is drained, `max_batches` is reached or
@@ -212,12 +250,27 @@ impl<'a> Flusher<'a> {
         Ok(report)
     }
 
-    fn filter_sql(opts: &FlushOptions) -> &'static str {
-        if opts.segment.is_some() {
-            "id > $1 AND segment <> ALL($2::text[]) AND segment = $3"
+    /// `$1` after, `$2`/`$3` the failed groups (tenant, segment), `$4` the
+    /// segment filter.
+    fn filter_sql(opts: &FlushOptions) -> String {
+        let mut sql = String::from(
+            "id > $1 AND (cardinality($2::bigint[]) = 0 OR NOT EXISTS (
+                 SELECT 1 FROM unnest($2::bigint[], $3::text[]) AS f(t, s)
+                  WHERE f.t = coalesce(tenant_id, 0) AND f.s = segment))",
+        );
+        sql.push_str(if opts.segment.is_some() {
+            " AND segment = $4"
         } else {
-            "id > $1 AND segment <> ALL($2::text[]) AND $3::text IS NULL"
+            " AND $4::text IS NULL"
+        });
+        if opts.server_fed_only {
+            sql.push_str(" AND tenant_id IS NOT NULL");
         }
+        sql
+    }
+
+    fn failed_params(&self) -> (Vec<i64>, Vec<&str>) {
+        self.failed.iter().map(|(t, s)| (*t, s.as_str())).unzip()
     }
 
     async fn claim(
@@ -227,29 +280,39 @@ impl<'a> Flusher<'a> {
         opts: &FlushOptions,
         after: i64,
     ) -> Result<Vec<Queued>> {
-        let failed: Vec<&str> = self.failed.iter().map(String::as_str).collect();
+        let (failed_t, failed_s) = self.failed_params();
         let sql = format!(
-            "SELECT id, segment, key, key_kind, verb, program_kind, run_id
+            "SELECT id, coalesce(tenant_id, 0), segment, key, key_kind, verb, program_kind, run_id
                FROM {a}.segment_changes
               WHERE {}
-              ORDER BY id LIMIT $4
+              ORDER BY id LIMIT $5
                 FOR UPDATE SKIP LOCKED",
             Self::filter_sql(opts)
         );
         let rows = client
-            .query(&sql, &[&after, &failed, &opts.segment, &opts.batch_size])
+            .query(
+                &sql,
+                &[
+                    &after,
+                    &failed_t,
+                    &failed_s,
+                    &opts.segment,
+                    &opts.batch_size,
+                ],
+            )
             .await
             .pg_context(|| format!("claiming queued requests from {a}.segment_changes"))?;
         Ok(rows
             .iter()
             .map(|r| Queued {
                 id: r.get(0),
-                segment: r.get(1),
-                key: r.get(2),
-                key_kind: r.get(3),
-                verb: r.get(4),
-                program_kind: r.get(5),
-                run_id: r.get(6),
+                tenant: r.get(1),
+                segment: r.get(2),
+                key: r.get(3),
+                key_kind: r.get(4),
+                verb: r.get(5),
+                program_kind: r.get(6),
+                run_id: r.get(7),
             })
             .collect())
     }
@@ -266,16 +329,16 @@ impl<'a> Flusher<'a> {
         opts: &FlushOptions,
         after: i64,
         rows: &[Queued],
-    ) -> Result<Option<HashMap<(String, String), i64>>> {
+    ) -> Result<Option<HashMap<(i64, String, String), i64>>> {
         let max_id = rows.last().map(|r| r.id).unwrap_or(0);
-        let failed: Vec<&str> = self.failed.iter().map(String::as_str).collect();
+        let (failed_t, failed_s) = self.failed_params();
         let visible: i64 = client
             .query_one(
                 &format!(
-                    "SELECT count(*) FROM {a}.segment_changes WHERE {} AND id <= $4",
+                    "SELECT count(*) FROM {a}.segment_changes WHERE {} AND id <= $5",
                     Self::filter_sql(opts)
                 ),
-                &[&after, &failed, &opts.segment, &max_id],
+                &[&after, &failed_t, &failed_s, &opts.segment, &max_id],
             )
             .await
             .pg_context(|| "checking for requests held by other flushers".into())?
@@ -283,12 +346,14 @@ impl<'a> Flusher<'a> {
         if visible == rows.len() as i64 {
             return Ok(None);
         }
-        let mut last: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut last: HashMap<(i64, &str, &str), i64> = HashMap::new();
         for r in rows {
-            last.insert((&r.segment, &r.key), r.id);
+            last.insert((r.tenant, &r.segment, &r.key), r.id);
         }
-        let (mut segs, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());
-        for ((s, k), id) in last {
+        let (mut tenants, mut segs, mut keys, mut ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((t, s, k), id) in last {
+            tenants.push(t);
             segs.push(s);
             keys.push(k);
             ids.push(id);
@@ -296,24 +361,24 @@ impl<'a> Flusher<'a> {
         let all = client
             .query(
                 &format!(
-                    "SELECT q.segment, q.key, q.id
-                       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c(segment, key, last_id)
+                    "SELECT coalesce(q.tenant_id, 0), q.segment, q.key, q.id
+                       FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS c(tenant, segment, key, last_id)
                        JOIN {a}.segment_changes q
-                         ON q.segment = c.segment AND q.key = c.key
-                        AND q.id <= c.last_id AND q.id > $4"
+                         ON q.segment = c.segment AND q.key = c.key AND coalesce(q.tenant_id, 0) = c.tenant
+                        AND q.id <= c.last_id AND q.id > $5"
                 ),
-                &[&segs, &keys, &ids, &after],
+                &[&tenants, &segs, &keys, &ids, &after],
             )
             .await
             .pg_context(|| "finding requests of the same keys held elsewhere".into())?;
         let mine: HashSet<i64> = rows.iter().map(|r| r.id).collect();
-        let mut cut: HashMap<(String, String), i64> = HashMap::new();
+        let mut cut: HashMap<(i64, String, String), i64> = HashMap::new();
         for r in &all {
-            let id: i64 = r.get(2);
+            let id: i64 = r.get(3);
             if mine.contains(&id) {
                 continue;
             }
-            let e = cut.entry((r.get(0), r.get(1))).or_insert(id);
+            let e = cut.entry((r.get(0), r.get(1), r.get(2))).or_insert(id);
             *e = (*e).min(id);
         }
         Ok(Some(cut))
@@ -335,6 +400,49 @@ impl<'a> Flusher<'a> {
                 "segment {segment:?} is not a campaign id and has no REST destination; configure segments.destinations.{segment} or delete its queued rows"
             )
         })
+    }
+
+    /// Builds the destination of each tenant group of the batch: the
+    /// tenant's environment and unsealed token, the `segments.split`
+    /// settings. A group whose token cannot be unsealed fails alone.
+    async fn tenant_destinations(
+        &mut self,
+        client: &Client,
+        a: &str,
+        groups: &[&Group],
+    ) -> Result<HashMap<Group, (String, std::result::Result<SplitDestination, String>)>> {
+        let mut ids: Vec<i64> = groups.iter().map(|g| g.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let split = self.cfg.split.clone();
+        let loaded = tenants::load(client, a, self.secret_key(), &ids).await?;
+        for g in groups {
+            let t = &loaded[&g.0];
+            let d = t
+                .token
+                .clone()
+                .and_then(|token| {
+                    let cfg = RestConfig {
+                        environment: t.environment_id.clone(),
+                        segment: Some(g.1.clone()),
+                        api_token: Some(token),
+                        ..split.clone()
+                    };
+                    SplitDestination::new(&g.1, &cfg).map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    format!(
+                        "segment {:?} of Split environment {:?}: {e}",
+                        g.1, t.environment_id
+                    )
+                });
+            out.insert((*g).clone(), (t.environment_id.clone(), d));
+        }
+        Ok(out)
     }
 
     async fn batch(
@@ -368,37 +476,59 @@ impl<'a> Flusher<'a> {
         let clean = cutoffs.is_none();
         let cutoffs = cutoffs.unwrap_or_default();
 
-        // group by segment, in arrival order
-        let mut by_segment: BTreeMap<&str, Vec<&Queued>> = BTreeMap::new();
+        // group by (tenant, segment), in arrival order
+        let mut by_group: BTreeMap<Group, Vec<&Queued>> = BTreeMap::new();
         for r in &rows {
             if !cutoffs.is_empty() {
-                if let Some(cut) = cutoffs.get(&(r.segment.clone(), r.key.clone())) {
+                if let Some(cut) = cutoffs.get(&(r.tenant, r.segment.clone(), r.key.clone())) {
                     if r.id > *cut {
                         continue;
                     }
                 }
             }
-            by_segment.entry(&r.segment).or_default().push(r);
+            by_group
+                .entry((r.tenant, r.segment.clone()))
+                .or_default()
+                .push(r);
         }
-        let mut stats: BTreeMap<String, SegmentStats> = BTreeMap::new();
-        let mut failures: BTreeMap<String, String> = BTreeMap::new();
+        let tenant_groups: Vec<&Group> = by_group.keys().filter(|g| g.0 != 0).collect();
+        let mut tenant_dests = self.tenant_destinations(client, a, &tenant_groups).await?;
+        let mut batch_rest: Vec<SplitDestination> = Vec::new();
+        let mut stats: BTreeMap<Group, SegmentStats> = BTreeMap::new();
+        let mut failures: BTreeMap<Group, String> = BTreeMap::new();
         let mut audience: Vec<(i64, &Queued)> = Vec::new();
-        let mut rest: Vec<(usize, &str, Vec<&Queued>)> = Vec::new();
-        for (seg, list) in by_segment {
-            match self.destination(seg) {
+        let mut rest: Vec<(Destination, Group, Vec<&Queued>)> = Vec::new();
+        for (g, list) in by_group {
+            let mut environment = None;
+            let dest = if g.0 == 0 {
+                self.destination(&g.1)
+            } else {
+                let (env, d) = tenant_dests
+                    .remove(&g)
+                    .expect("every tenant group has a destination");
+                environment = Some(env);
+                d.map(|d| {
+                    batch_rest.push(d);
+                    Destination::Tenant(batch_rest.len() - 1)
+                })
+            };
+            match dest {
                 Ok(Destination::Audience(campaign)) => {
-                    stats.insert(seg.to_string(), new_stats(seg, "audience"));
+                    stats.insert(g.clone(), new_stats(&g, "audience"));
                     audience.extend(list.into_iter().map(|r| (campaign, r)));
                 }
-                Ok(Destination::Rest(i)) => {
-                    stats.insert(seg.to_string(), new_stats(seg, "rest"));
-                    rest.push((i, seg, list));
+                Ok(d) => {
+                    let mut s = new_stats(&g, "rest");
+                    s.environment = environment;
+                    stats.insert(g.clone(), s);
+                    rest.push((d, g, list));
                 }
                 Err(e) => {
-                    let mut s = new_stats(seg, "none");
+                    let mut s = new_stats(&g, if g.0 == 0 { "none" } else { "rest" });
+                    s.environment = environment;
                     s.failed = list.len() as u64;
-                    stats.insert(seg.to_string(), s);
-                    failures.insert(seg.to_string(), e);
+                    stats.insert(g.clone(), s);
+                    failures.insert(g, e);
                 }
             }
         }
@@ -440,7 +570,9 @@ impl<'a> Flusher<'a> {
                     .parse::<i64>()
                     .map_err(|_| "not a contact id (expected an integer)")
             };
-            let s = stats.get_mut(&r.segment).expect("segment stats");
+            let s = stats
+                .get_mut(&(0, r.segment.clone()))
+                .expect("segment stats");
             s.read += 1;
             settled_ids.push(r.id);
             match contact {
@@ -465,7 +597,9 @@ impl<'a> Flusher<'a> {
         // key order: index pages are visited once, in order
         changes.sort_unstable_by_key(|(k, _)| *k);
         for (k, c) in &changes {
-            let s = stats.get_mut(segment_of[k]).expect("segment stats");
+            let s = stats
+                .get_mut(&(0, segment_of[k].to_string()))
+                .expect("segment stats");
             count_change(s, c);
         }
         for s in stats.values_mut() {
@@ -480,7 +614,7 @@ impl<'a> Flusher<'a> {
         lap(report, "apply");
 
         // REST destinations: delete rows only after the destination accepted
-        for (i, seg, list) in rest {
+        for (dest, g, list) in rest {
             let changes = coalesce(list.iter().map(|r| (r.key.as_str(), r.request())));
             let (mut add, mut remove) = (Vec::new(), Vec::new());
             for (k, c) in &changes {
@@ -490,7 +624,6 @@ impl<'a> Flusher<'a> {
                     Outcome::RunsRemoved => {}
                 }
             }
-            let s = stats.get_mut(seg).expect("segment stats");
             let delivered = if opts.dry_run {
                 Ok(Default::default())
             } else {
@@ -502,8 +635,14 @@ impl<'a> Flusher<'a> {
                         h
                     }
                 };
-                self.rest[i].deliver(&http, &add, &remove).await
+                let d = match dest {
+                    Destination::Tenant(i) => &batch_rest[i],
+                    Destination::Rest(i) => &self.rest[i],
+                    Destination::Audience(_) => unreachable!("audience groups are applied above"),
+                };
+                d.deliver(&http, &add, &remove).await
             };
+            let s = stats.get_mut(&g).expect("segment stats");
             match delivered {
                 Ok(d) => {
                     s.read = list.len() as u64;
@@ -516,7 +655,7 @@ impl<'a> Flusher<'a> {
                 }
                 Err(e) => {
                     s.failed = list.len() as u64;
-                    failures.insert(seg.to_string(), format!("{e:#}"));
+                    failures.insert(g, format!("{e:#}"));
                 }
             }
         }
@@ -553,19 +692,21 @@ impl<'a> Flusher<'a> {
         }
         lap(report, "delete + statistics");
 
-        for (seg, e) in failures {
-            self.failed.insert(seg.clone());
-            report.failures.insert(seg, e);
+        for (g, e) in failures {
+            report.failures.insert(label(&g), e);
+            self.failed.insert(g);
         }
         let settled = settled_ids.len();
-        for (k, s) in stats {
+        for (g, s) in stats {
             report.read += s.read;
             report
                 .segments
-                .entry(k)
+                .entry(label(&g))
                 .or_insert_with(|| SegmentStats {
                     segment: s.segment.clone(),
                     destination: s.destination.clone(),
+                    tenant: s.tenant,
+                    environment: s.environment.clone(),
                     ..Default::default()
                 })
                 .merge(&s);
@@ -579,10 +720,11 @@ impl<'a> Flusher<'a> {
     }
 }
 
-fn new_stats(segment: &str, destination: &str) -> SegmentStats {
+fn new_stats(g: &Group, destination: &str) -> SegmentStats {
     SegmentStats {
-        segment: segment.to_string(),
+        segment: g.1.clone(),
         destination: destination.to_string(),
+        tenant: (g.0 != 0).then_some(g.0),
         ..Default::default()
     }
 }
@@ -689,32 +831,41 @@ async fn apply_audience(client: &Client, a: &str, changes: &[((i64, i64), Change
 async fn record_stats(
     client: &Client,
     a: &str,
-    stats: &BTreeMap<String, SegmentStats>,
+    stats: &BTreeMap<Group, SegmentStats>,
     rows: &[Queued],
 ) -> Result<()> {
-    let mut range: HashMap<&str, (i64, i64)> = HashMap::new();
+    let mut range: HashMap<(i64, &str), (i64, i64)> = HashMap::new();
     for r in rows {
-        let e = range.entry(&r.segment).or_insert((r.id, r.id));
+        let e = range.entry((r.tenant, &r.segment)).or_insert((r.id, r.id));
         e.0 = e.0.min(r.id);
         e.1 = e.1.max(r.id);
     }
-    let settled: Vec<&SegmentStats> = stats.values().filter(|s| s.read > 0).collect();
+    let settled: Vec<(&Group, &SegmentStats)> = stats.iter().filter(|(_, s)| s.read > 0).collect();
     if settled.is_empty() {
         return Ok(());
     }
-    let col =
-        |f: fn(&SegmentStats) -> u64| -> Vec<i64> { settled.iter().map(|s| f(s) as i64).collect() };
-    let segs: Vec<&str> = settled.iter().map(|s| s.segment.as_str()).collect();
-    let dests: Vec<&str> = settled.iter().map(|s| s.destination.as_str()).collect();
-    let first: Vec<i64> = segs.iter().map(|s| range[s].0).collect();
-    let last: Vec<i64> = segs.iter().map(|s| range[s].1).collect();
+    let col = |f: fn(&SegmentStats) -> u64| -> Vec<i64> {
+        settled.iter().map(|(_, s)| f(s) as i64).collect()
+    };
+    let segs: Vec<&str> = settled.iter().map(|(g, _)| g.1.as_str()).collect();
+    let tenants: Vec<Option<i64>> = settled
+        .iter()
+        .map(|(g, _)| (g.0 != 0).then_some(g.0))
+        .collect();
+    let dests: Vec<&str> = settled
+        .iter()
+        .map(|(_, s)| s.destination.as_str())
+        .collect();
+    let span = |g: &Group| range[&(g.0, g.1.as_str())];
+    let first: Vec<i64> = settled.iter().map(|(g, _)| span(g).0).collect();
+    let last: Vec<i64> = settled.iter().map(|(g, _)| span(g).1).collect();
     client
         .execute(
             &format!(
                 "INSERT INTO {a}.segment_flushes
-                        (segment, destination, requests, coalesced, added, removed, unresolved, first_id, last_id)
+                        (segment, destination, requests, coalesced, added, removed, unresolved, first_id, last_id, tenant_id)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                                      $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])"
+                                      $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])"
             ),
             &[
                 &segs,
@@ -726,6 +877,7 @@ async fn record_stats(
                 &col(|s| s.unresolved),
                 &first,
                 &last,
+                &tenants,
             ],
         )
         .await

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod engine;
 pub mod resolve;
 pub mod split;
+pub mod tenants;
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,10 @@ pub struct SegmentsConfig {
     /// the contact-id audience tables (segment = campaign id).
     #[serde(default)]
     pub destinations: BTreeMap<String, split::RestConfig>,
+    /// The Split API of server-fed segments (`cdpctl serve`): base URL,
+    /// limits, retries. Environment and token come with each tenant.
+    #[serde(default = "d_split")]
+    pub split: split::RestConfig,
 }
 
 fn d_batch_size() -> i64 {
@@ -50,6 +55,9 @@ fn d_batch_size() -> i64 {
 fn d_interval() -> u64 {
     10
 }
+fn d_split() -> split::RestConfig {
+    serde_json::from_value(json!({"comment": "cdpctl serve"})).expect("split defaults")
+}
 
 impl Default for SegmentsConfig {
     fn default() -> Self {
@@ -57,6 +65,7 @@ impl Default for SegmentsConfig {
             batch_size: d_batch_size(),
             interval_seconds: d_interval(),
             destinations: BTreeMap::new(),
+            split: d_split(),
         }
     }
 }
@@ -64,7 +73,20 @@ impl Default for SegmentsConfig {
 impl SegmentsConfig {
     /// Parses `config.segments`; errors name the key (`segments.…`).
     pub fn from_config(cfg: &Config) -> Result<Self> {
-        let value = serde_json::Value::Object(cfg.segments.clone());
+        let mut raw = cfg.segments.clone();
+        if let Some(serde_json::Value::Object(split)) = raw.get_mut("split") {
+            for key in ["environment", "segment", "api_token", "api_token_env"] {
+                if split.contains_key(key) {
+                    anyhow::bail!(
+                        "config: key \"segments.split.{key}\": not allowed here; server-fed segments take the environment, segment and API token from each request"
+                    );
+                }
+            }
+            split
+                .entry("comment")
+                .or_insert_with(|| json!("cdpctl serve"));
+        }
+        let value = serde_json::Value::Object(raw);
         let parsed: SegmentsConfig = serde_path_to_error::deserialize(&value).map_err(|e| {
             let path = e.path().to_string();
             let key = if path == "." || path.is_empty() {
@@ -87,6 +109,7 @@ impl SegmentsConfig {
         for (name, d) in &parsed.destinations {
             d.validate(&format!("segments.destinations.{name}"))?;
         }
+        parsed.split.validate_api("segments.split")?;
         Ok(parsed)
     }
 }
@@ -95,6 +118,12 @@ impl SegmentsConfig {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SegmentStats {
     pub segment: String,
+    /// The tenant of a server-fed segment (`cdpctl serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<i64>,
+    /// Its Split environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// `audience` (campaign_contact_id_master), `rest`, or `none` (neither
     /// a campaign id nor a configured REST destination).
     pub destination: String,
@@ -160,6 +189,8 @@ impl FlushReport {
                 .or_insert_with(|| SegmentStats {
                     segment: s.segment.clone(),
                     destination: s.destination.clone(),
+                    tenant: s.tenant,
+                    environment: s.environment.clone(),
                     ..Default::default()
                 })
                 .merge(s);
@@ -221,7 +252,10 @@ impl FlushReport {
         }
         for s in rows {
             t.add_row(vec![
-                s.segment.clone(),
+                match &s.environment {
+                    Some(env) => format!("{} (env {env})", s.segment),
+                    None => s.segment.clone(),
+                },
                 s.destination.clone(),
                 n(s.read),
                 n(s.coalesced),
@@ -316,6 +350,60 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
             "last flush",
             last.map(|r| r.get::<_, String>(0))
                 .unwrap_or_else(|| "never".into()),
+        ));
+    }
+    if db.relation_exists("audience", "split_tenants").await? {
+        items.extend(server_fed_items(db).await?);
+    }
+    Ok(items)
+}
+
+/// The server-fed queue (`cdpctl serve`) per tenant and segment; the
+/// tenants' tokens are never read here.
+async fn server_fed_items(db: &Db) -> Result<Vec<Item>> {
+    let a = &db.schemas.audience;
+    let mut items = vec![Item::new(
+        "segments",
+        "serve tenants (Split environments)",
+        crate::commands::status::count(db, "audience", "split_tenants", None).await?,
+    )];
+    let rows = db
+        .client
+        .query(
+            &format!(
+                "SELECT t.environment_id, q.segment, count(*),
+                        extract(epoch FROM clock_timestamp() - min(q.enqueued_at))::bigint
+                   FROM {a}.segment_changes q JOIN {a}.split_tenants t ON t.id = q.tenant_id
+                  GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 21"
+            ),
+            &[],
+        )
+        .await
+        .pg_context(|| "reading the server-fed queue per tenant and segment".into())?;
+    if rows.is_empty() {
+        items.push(Item::new("segments", "server-fed queue", "empty"));
+    }
+    for (i, r) in rows.iter().enumerate() {
+        if i == 20 {
+            items.push(Item::new(
+                "segments",
+                "server-fed queue",
+                "more segments queued; see audience_data.segment_changes",
+            ));
+            break;
+        }
+        items.push(Item::new(
+            "segments",
+            format!(
+                "server-fed: env {} segment {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1)
+            ),
+            format!(
+                "{} queued, oldest {} ago",
+                crate::output::num(r.get::<_, i64>(2)),
+                human_age(r.get::<_, i64>(3))
+            ),
         ));
     }
     Ok(items)

@@ -58,6 +58,7 @@ pub struct RestConfig {
     #[serde(default = "d_base_url")]
     pub base_url: String,
     /// Split environment (name or id).
+    #[serde(default)]
     pub environment: String,
     /// Segment name at the destination (default: the queue's segment name).
     #[serde(default)]
@@ -127,8 +128,18 @@ fn d_comment() -> String {
 }
 
 impl RestConfig {
-    /// Checks the limits; `key` is the config path for messages.
+    /// Checks the limits and the environment; `key` is the config path for
+    /// messages.
     pub fn validate(&self, key: &str) -> Result<()> {
+        self.validate_api(key)?;
+        if self.environment.is_empty() {
+            bail!("config: key \"{key}.environment\": required, the Split environment (name or id) to deliver to");
+        }
+        Ok(())
+    }
+
+    /// Checks the limits and the base URL.
+    pub fn validate_api(&self, key: &str) -> Result<()> {
         if self.max_keys_per_call == 0 || self.max_keys_per_call > MAX_KEYS_PER_CALL {
             bail!(
                 "config: key \"{key}.max_keys_per_call\": must be 1 to {MAX_KEYS_PER_CALL}, got {}",
@@ -141,9 +152,6 @@ impl RestConfig {
                 self.base_url
             )
         })?;
-        if self.environment.is_empty() {
-            bail!("config: key \"{key}.environment\": must not be empty");
-        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dynamo;
+pub mod split_api;
 
 use std::path::PathBuf;
 use std::process::Command;
