@@ -17,8 +17,14 @@ pub struct PgConfig {
     pub dbname: Option<String>,
     /// disable | prefer | require | verify-ca | verify-full
     pub sslmode: Option<String>,
-    /// PEM file with the CA certificate(s) to trust for verify-ca/verify-full.
+    /// PEM file with the CA certificate(s) to trust for verify-ca/verify-full,
+    /// or `system` for the system's trusted roots.
     pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (PEM) and its private key.
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    /// A service name from pg_service.conf.
+    pub service: Option<String>,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -31,6 +37,9 @@ impl std::fmt::Debug for PgConfig {
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("service", &self.service)
             .finish()
     }
 }
