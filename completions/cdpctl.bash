@@ -134,7 +134,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -152,6 +152,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -160,7 +164,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__calc__subcmd__attrs)
-            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -190,6 +194,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -198,7 +206,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__calc__subcmd__audiences)
-            opts="-y -q -v -h -V --all --group --now --dry-run --watch --interval --define --check --explain --list --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --all --group --now --dry-run --watch --interval --define --check --explain --list --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -236,6 +244,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -244,7 +256,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__completions)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version bash elvish fish powershell zsh"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -262,6 +274,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -270,7 +286,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__demo)
-            opts="-y -q -v -h -V --customers --seed --keep --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customers --seed --keep --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -296,6 +312,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -304,7 +324,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__flush__subcmd__segment)
-            opts="-y -q -v -h -V --segment --batch-size --max-batches --watch --interval --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --segment --batch-size --max-batches --watch --interval --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -338,6 +358,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -346,7 +370,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__go__subcmd__production)
-            opts="-y -q -v -h -V --check --dry-run --allow-backlog --lock-timeout --sync-pivot --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --check --dry-run --allow-backlog --lock-timeout --sync-pivot --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +390,10 @@ _cdpctl() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -628,7 +656,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__at)
-            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -670,6 +698,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -678,7 +710,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__import)
-            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --tz --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --tz --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -704,6 +736,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -712,7 +748,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__init)
-            opts="-y -q -v -h -V --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -730,6 +766,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -738,7 +778,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__membership)
-            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,6 +808,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -776,7 +820,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__migrate__subcmd__audiences)
-            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -814,6 +858,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -822,7 +870,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__reset__subcmd__context)
-            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -840,6 +888,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -848,7 +900,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__rollback)
-            opts="-y -q -v -h -V --dry-run --lock-timeout --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --dry-run --lock-timeout --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -870,6 +922,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -878,7 +934,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__status)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -896,6 +952,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -904,7 +964,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__stitch)
-            opts="-y -q -v -h -V --from-scratch --batch-size --max-batches --dry-run --config --database-url --format --yes --quiet --verbose --help --version explain help"
+            opts="-y -q -v -h -V --from-scratch --batch-size --max-batches --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -930,6 +990,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -938,7 +1002,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__stitch__subcmd__explain)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -954,6 +1018,10 @@ _cdpctl() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -106,8 +106,10 @@ pub fn scrub_secrets(message: &str, doc: &serde_json::Value) -> String {
 pub struct DynamoConfig {
     #[serde(default = "d_dynamo_table")]
     pub table: String,
-    #[serde(default = "d_region")]
-    pub region: String,
+    /// The AWS region; unset: `--region`, else the standard AWS chain
+    /// (`AWS_REGION`, the profile's `region`, instance metadata).
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default)]
     pub endpoint_url: Option<String>,
     #[serde(default = "d_key_attr")]
@@ -127,7 +129,7 @@ impl Default for DynamoConfig {
     fn default() -> Self {
         Self {
             table: d_dynamo_table(),
-            region: d_region(),
+            region: None,
             endpoint_url: None,
             key_attribute: d_key_attr(),
             value_attribute: d_value_attr(),
@@ -208,9 +210,6 @@ pub struct Config {
 
 fn d_dynamo_table() -> String {
     "contact_mapping".into()
-}
-fn d_region() -> String {
-    "eu-west-1".into()
 }
 fn d_key_attr() -> String {
     "contact_reference".into()

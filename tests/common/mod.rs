@@ -82,6 +82,7 @@ pub fn global(url: &str) -> GlobalOpts {
         config: None,
         database_url: Some(url.to_string()),
         format: Format::Json,
+        region: None,
         yes: true,
         quiet: true,
         verbose: 0,
