@@ -286,7 +286,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__demo)
-            opts="-y -q -v -h -V --customers --seed --keep --config --database-url --format --region --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customers --seed --keep --reset --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -198,6 +198,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l format -d 'Output
 json\t''"
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l keep -d 'Keep the throwaway cluster running (and print how to connect)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l reset -d 'Into a database that already holds customer events: drop the CDP schemas (with everything in them) first and seed anew'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d 'More detail on stderr'
