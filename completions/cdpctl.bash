@@ -58,9 +58,6 @@ _cdpctl() {
             cdpctl,rollback)
                 cmd="cdpctl__subcmd__rollback"
                 ;;
-            cdpctl,serve)
-                cmd="cdpctl__subcmd__serve"
-                ;;
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
                 ;;
@@ -109,9 +106,6 @@ _cdpctl() {
             cdpctl__subcmd__help,rollback)
                 cmd="cdpctl__subcmd__help__subcmd__rollback"
                 ;;
-            cdpctl__subcmd__help,serve)
-                cmd="cdpctl__subcmd__help__subcmd__serve"
-                ;;
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
                 ;;
@@ -140,7 +134,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +152,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -166,7 +164,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__calc__subcmd__attrs)
-            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --all --from-scratch --attribute --entity --write --check --refresh-cache --no-cache --batch-size --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -196,6 +194,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -204,7 +206,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__calc__subcmd__audiences)
-            opts="-y -q -v -h -V --all --group --now --dry-run --watch --interval --define --check --explain --list --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --all --group --now --dry-run --watch --interval --define --check --explain --list --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +244,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -250,7 +256,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__completions)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version bash elvish fish powershell zsh"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,6 +274,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -276,7 +286,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__demo)
-            opts="-y -q -v -h -V --customers --seed --keep --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customers --seed --keep --reset --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -302,6 +312,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -310,7 +324,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__flush__subcmd__segment)
-            opts="-y -q -v -h -V --segment --batch-size --max-batches --watch --interval --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --segment --batch-size --max-batches --watch --interval --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -344,6 +358,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -352,7 +370,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__go__subcmd__production)
-            opts="-y -q -v -h -V --check --dry-run --allow-backlog --lock-timeout --sync-pivot --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --check --dry-run --allow-backlog --lock-timeout --sync-pivot --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,6 +392,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -382,7 +404,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
+            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,20 +613,6 @@ _cdpctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cdpctl__subcmd__help__subcmd__serve)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         cdpctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -648,7 +656,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__at)
-            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -690,6 +698,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -698,7 +710,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__import)
-            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --tz --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --skip-invalid --reject-file --dry-run --tz --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -724,6 +736,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -732,7 +748,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__init)
-            opts="-y -q -v -h -V --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -750,6 +766,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -758,7 +778,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__membership)
-            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --contact-id --contact-reference --campaign --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -788,6 +808,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -796,7 +820,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__migrate__subcmd__audiences)
-            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --campaign --all --min-references --max-references --concurrency --batch-size --restart --drop-source --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -834,6 +858,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -842,7 +870,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__reset__subcmd__context)
-            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --now --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -860,6 +888,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -868,7 +900,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__rollback)
-            opts="-y -q -v -h -V --dry-run --lock-timeout --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --dry-run --lock-timeout --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -890,38 +922,8 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cdpctl__subcmd__serve)
-            opts="-y -q -v -h -V --listen --flush-interval --no-flush --config --database-url --format --yes --quiet --verbose --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --listen)
+                --region)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --flush-interval)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --database-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --format)
-                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -932,7 +934,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__status)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -950,6 +952,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -958,7 +964,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__stitch)
-            opts="-y -q -v -h -V --from-scratch --batch-size --max-batches --dry-run --config --database-url --format --yes --quiet --verbose --help --version explain help"
+            opts="-y -q -v -h -V --from-scratch --batch-size --max-batches --dry-run --config --database-url --format --region --yes --quiet --verbose --help --version explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -984,6 +990,10 @@ _cdpctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -992,7 +1002,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__stitch__subcmd__explain)
-            opts="-y -q -v -h -V --config --database-url --format --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1008,6 +1018,10 @@ _cdpctl() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cdpctl_global_optspecs
-    string join \n config= database-url= format= y/yes q/quiet v/verbose h/help V/version
+    string join \n config= database-url= format= region= y/yes q/quiet v/verbose h/help V/version
 end
 
 function __fish_cdpctl_needs_command
@@ -28,6 +28,7 @@ complete -c cdpctl -n "__fish_cdpctl_needs_command" -l config -d 'JSON configura
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_needs_command" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_needs_command" -s v -l verbose -d 'More detail on stderr'
@@ -54,6 +55,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l config -d 'JSON c
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -l dry-run -d 'Print the SQL that would run and change nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand init" -s q -l quiet -d 'Only errors on stderr'
@@ -64,6 +66,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l config -d 'JSON
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'
@@ -74,6 +77,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l config -
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l check -d 'Run the pre-flight checks only; change nothing (exit 1 when one fails)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand go-production" -l allow-backlog -d 'Switch even when stitching or attribute calculation has a backlog'
@@ -88,6 +92,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l config -d 'JS
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -l dry-run -d 'Print the checks, the plan and the SQL; change nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
@@ -103,6 +108,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l conf
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l all -d 'Every campaign that has rows in the legacy contact-reference table'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l restart -d 'Start the chosen campaigns over from their first reference (rows merge, nothing is duplicated)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand migrate-audiences" -l drop-source -d 'After verification, delete the migrated campaigns\' legacy rows (asks first)'
@@ -119,6 +125,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l config -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand membership" -s v -l verbose -d 'More detail on stderr'
@@ -130,6 +137,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_see
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -l from-scratch -d 'Forget every stitching result and stitch all events from the beginning (asks first)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -l dry-run -d 'Show what would run (full or incremental, queued events); change nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and not __fish_seen_subcommand_from explain help" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
@@ -143,6 +151,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_su
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand stitch; and __fish_seen_subcommand_from explain" -s v -l verbose -d 'More detail on stderr'
@@ -157,6 +166,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l config -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l all -d 'Recalculate every entity, keeping stored values until replaced'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l from-scratch -d 'Delete every attribute value, then calculate every entity (asks first)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-attrs" -l write -d 'With --entity: store the computed values'
@@ -173,6 +183,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l config -
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l now -d 'Recompute them immediately instead of on the next calc-attrs'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -l dry-run -d 'Show which keys would be reset; change nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand reset-context" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
@@ -186,7 +197,9 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l config -d 'JSON c
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l keep -d 'Keep the throwaway cluster running (and print how to connect)'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -l reset -d 'Into a database that already holds customer events: drop the CDP schemas (with everything in them) first and seed anew'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d 'More detail on stderr'
@@ -202,6 +215,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l config -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l include-deleted -d 'Show deleted campaigns too'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l timeline -d 'Every change of one campaign (--campaign ID), oldest first, up to --at if given'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
@@ -215,6 +229,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l config 
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l skip-invalid -d 'Write bad lines to the reject file and import the rest (default: a bad line fails the import and nothing is imported)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -l dry-run -d 'Parse, stage and count, then roll back: nothing is imported'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-import" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
@@ -230,6 +245,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l config -
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l watch -d 'Keep flushing every --interval until SIGTERM/Ctrl-C (the current batch finishes first)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -l dry-run -d 'Coalesce and report what would be flushed; change and send nothing'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand flush-segment" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
@@ -258,6 +274,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l config 
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l all -d 'Recalculate every group for every entity (consumes the change journal too)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l dry-run -d 'Evaluate and report the membership changes without applying them'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand calc-audiences" -l watch -d 'Repeat the run every --interval until Ctrl-C or SIGTERM'
@@ -272,6 +289,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l config -d 
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand completions" -s v -l verbose -d 'More detail on stderr'

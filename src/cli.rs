@@ -39,6 +39,10 @@ pub struct GlobalOpts {
     /// Output format: a table for people, one JSON document for machines
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain
+    /// (AWS_REGION, the profile)
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
     /// Answer yes to confirmations (required without a terminal)
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

@@ -17,8 +17,14 @@ pub struct PgConfig {
     pub dbname: Option<String>,
     /// disable | prefer | require | verify-ca | verify-full
     pub sslmode: Option<String>,
-    /// PEM file with the CA certificate(s) to trust for verify-ca/verify-full.
+    /// PEM file with the CA certificate(s) to trust for verify-ca/verify-full,
+    /// or `system` for the system's trusted roots.
     pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (PEM) and its private key.
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    /// A service name from pg_service.conf.
+    pub service: Option<String>,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -31,6 +37,9 @@ impl std::fmt::Debug for PgConfig {
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("service", &self.service)
             .finish()
     }
 }
@@ -97,8 +106,10 @@ pub fn scrub_secrets(message: &str, doc: &serde_json::Value) -> String {
 pub struct DynamoConfig {
     #[serde(default = "d_dynamo_table")]
     pub table: String,
-    #[serde(default = "d_region")]
-    pub region: String,
+    /// The AWS region; unset: `--region`, else the standard AWS chain
+    /// (`AWS_REGION`, the profile's `region`, instance metadata).
+    #[serde(default)]
+    pub region: Option<String>,
     #[serde(default)]
     pub endpoint_url: Option<String>,
     #[serde(default = "d_key_attr")]
@@ -118,7 +129,7 @@ impl Default for DynamoConfig {
     fn default() -> Self {
         Self {
             table: d_dynamo_table(),
-            region: d_region(),
+            region: None,
             endpoint_url: None,
             key_attribute: d_key_attr(),
             value_attribute: d_value_attr(),
@@ -201,9 +212,6 @@ pub struct Config {
 
 fn d_dynamo_table() -> String {
     "contact_mapping".into()
-}
-fn d_region() -> String {
-    "eu-west-1".into()
 }
 fn d_key_attr() -> String {
     "contact_reference".into()

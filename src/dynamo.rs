@@ -13,8 +13,12 @@
 //!
 //! HTTP: one hyper client with rustls + ring, built here explicitly (the AWS
 //! crates are compiled without their default client, so no second TLS stack).
-//! Credentials: the standard AWS chain (environment, profile, web identity,
-//! ECS, instance metadata). Only when `endpoint_url` is set (a local
+//! Region: `--region`/`dynamodb.region` when set, else the standard chain
+//! (`AWS_REGION`, the profile's `region`, instance metadata).
+//! Credentials: the standard AWS chain (environment, profile including
+//! `credential_process` and SSO, web identity, ECS, instance metadata),
+//! resolved once up front so a missing or broken credential fails at once
+//! with one sentence. Only when `endpoint_url` is set (a local
 //! DynamoDB-protocol server such as dynalite or DynamoDB Local) and the chain
 //! finds nothing, static dummy credentials are used: local servers accept any
 //! signature, and real AWS endpoints never see them.
@@ -27,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, ProvideCredentials, Region};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
@@ -135,9 +139,9 @@ impl ContactMapper {
         let attempt_timeout = Duration::from_millis(cfg.attempt_timeout_ms);
         let request_deadline = Duration::from_millis(cfg.request_deadline_ms);
         let timeouts = sdk_timeouts(attempt_timeout, request_deadline);
+        let region = fixed_region(cfg).await;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client())
-            .region(Region::new(cfg.region.clone()))
             // retries are ours: they know about UnprocessedKeys and progress
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .timeout_config(timeouts);
@@ -147,9 +151,19 @@ impl ContactMapper {
             })?;
             loader = loader.endpoint_url(url);
         }
+        if let Some(r) = region {
+            loader = loader.region(r);
+        }
         let sdk = loader.load().await;
+        let Some(region) = sdk.region().cloned() else {
+            bail!(
+                "no AWS region for DynamoDB: set AWS_REGION, a region in your AWS profile (~/.aws/config), \"dynamodb.region\" in the config or --region"
+            );
+        };
         let mut builder = aws_sdk_dynamodb::config::Builder::from(&sdk);
-        if cfg.endpoint_url.is_some() && !chain_has_credentials(&sdk).await {
+        if cfg.endpoint_url.is_none() {
+            check_credentials(&sdk).await?;
+        } else if !chain_has_credentials(&sdk).await {
             // Local DynamoDB-protocol servers accept any signature; documented
             // in the module docs and the README.
             builder = builder.credentials_provider(Credentials::new(
@@ -162,7 +176,7 @@ impl ContactMapper {
         }
         let endpoint = match &cfg.endpoint_url {
             Some(u) => u.clone(),
-            None => format!("AWS region {}", cfg.region),
+            None => format!("AWS region {region}"),
         };
         Ok(ContactMapper {
             client: Client::from_conf(builder.build()),
@@ -278,15 +292,25 @@ impl ContactMapper {
 
     fn describe_error<E, R>(&self, op: &str, e: &SdkError<E, R>) -> anyhow::Error
     where
-        E: std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug + 'static,
     {
         match e {
+            SdkError::ServiceError(se) => {
+                let err = se.err();
+                anyhow!(
+                    "DynamoDB {op} on table {:?} at {} failed: {}: {}",
+                    self.table,
+                    self.endpoint,
+                    err.code().unwrap_or("service error"),
+                    err.message().unwrap_or("(no message)")
+                )
+            }
             SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => anyhow!(
                 "cannot reach DynamoDB at {} ({op} on table {:?}): {}; check that the server runs and \"dynamodb.endpoint_url\"/\"dynamodb.region\" in the config",
                 self.endpoint,
                 self.table,
-                DisplayErrorContext(e)
+                error_chain(e)
             ),
             SdkError::TimeoutError(_) => anyhow!(
                 "DynamoDB at {} did not answer within {} ms ({op} on table {:?}); check the endpoint and the network, or raise \"dynamodb.attempt_timeout_ms\" (one attempt) / \"dynamodb.request_deadline_ms\" (a request with its retries) in the config",
@@ -298,13 +322,13 @@ impl ContactMapper {
                 "cannot build a DynamoDB request ({op} on table {:?} at {}): {}; configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)",
                 self.table,
                 self.endpoint,
-                DisplayErrorContext(e)
+                error_chain(e)
             ),
             _ => anyhow!(
                 "DynamoDB {op} on table {:?} at {} failed: {}",
                 self.table,
                 self.endpoint,
-                DisplayErrorContext(e)
+                error_chain(e)
             ),
         }
     }
@@ -579,6 +603,55 @@ fn problem<R>(e: &SdkError<BatchGetItemError, R>) -> String {
             .to_string(),
         SdkError::ResponseError(_) => "an unreadable response".into(),
         _ => "the request failed".into(),
+    }
+}
+
+/// An error and its sources, each once, as text (never Debug output).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// `--region`/`dynamodb.region`; with an endpoint URL (a local server)
+/// `AWS_REGION`/`AWS_DEFAULT_REGION`, the profile's region, else
+/// `us-east-1`. `None`: the SDK's standard chain decides (environment,
+/// profile, instance metadata).
+async fn fixed_region(cfg: &DynamoConfig) -> Option<Region> {
+    if let Some(r) = cfg.region.as_ref().filter(|r| !r.is_empty()) {
+        return Some(Region::new(r.clone()));
+    }
+    cfg.endpoint_url.as_ref()?;
+    use aws_config::environment::region::EnvironmentVariableRegionProvider;
+    use aws_config::meta::region::ProvideRegion;
+    use aws_config::profile::ProfileFileRegionProvider;
+    let found = match EnvironmentVariableRegionProvider::new().region().await {
+        Some(r) => Some(r),
+        None => ProfileFileRegionProvider::new().region().await,
+    };
+    Some(found.unwrap_or_else(|| Region::new("us-east-1")))
+}
+
+/// Resolves the credentials once: a missing or broken credential source is
+/// one sentence now rather than a failing look-up later.
+async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<()> {
+    let Some(provider) = sdk.credentials_provider() else {
+        bail!("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE (keys, credential_process or SSO after `aws sso login`), or run with an instance or task role");
+    };
+    match tokio::time::timeout(Duration::from_secs(30), provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => bail!(
+            "cannot get AWS credentials: {}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE (keys, credential_process or SSO after `aws sso login`), or run with an instance or task role",
+            error_chain(&e)
+        ),
+        Err(_) => bail!("getting AWS credentials took over 30 s (the credential source does not answer); check AWS_PROFILE and its credential_process/SSO settings"),
     }
 }
 

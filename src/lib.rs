@@ -49,7 +49,10 @@ impl App {
         Self::with_config(global, config)
     }
 
-    pub fn with_config(global: &GlobalOpts, config: Config) -> Result<Self> {
+    pub fn with_config(global: &GlobalOpts, mut config: Config) -> Result<Self> {
+        if let Some(region) = &global.region {
+            config.dynamodb.region = Some(region.clone());
+        }
         let params = ConnectParams::resolve(&config, global.database_url.as_deref())?;
         Ok(Self {
             global: global.clone(),

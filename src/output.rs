@@ -112,6 +112,12 @@ pub fn confirm(prompt: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
+/// [`confirm`] for a step that changes the database `target`
+/// (`host/dbname`), which the prompt names.
+pub fn confirm_db(target: &str, prompt: &str, yes: bool) -> Result<()> {
+    confirm(&format!("database {target}: {prompt}"), yes)
+}
+
 /// Formats a count with thousands separators.
 pub fn num(n: impl Into<i128>) -> String {
     let n: i128 = n.into();

@@ -341,7 +341,7 @@ async fn demo_seeds_a_given_database() {
     let t = TestDb::empty().await;
     let out = run(t
         .cli()
-        .args(["--format", "json", "demo", "--customers", "30"]));
+        .args(["--yes", "--format", "json", "demo", "--customers", "30"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
     assert_eq!(j["seeded"]["customers"], json!(32)); // 30 + 2 chains
@@ -352,4 +352,74 @@ async fn demo_seeds_a_given_database() {
         .unwrap()
         .get(0);
     assert_eq!(json!(n), j["seeded"]["events"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_asks_and_refuses_a_database_with_events() {
+    let t = TestDb::empty().await;
+    let target = {
+        let p =
+            cdpctl::db::ConnectParams::resolve(&cdpctl::config::Config::default(), Some(&t.url))
+                .unwrap();
+        p.host_db()
+    };
+    // Without --yes and without a terminal: refused, naming the database.
+    let out = run(t.cli().args(["demo", "--customers", "10"]));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains(&format!("database {target}: seed demo data")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+    let out = run(t.cli().args(["--yes", "demo", "--customers", "10"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Seeded once: a second run is refused, nothing raw.
+    let out = run(t.cli().args(["--yes", "demo", "--customers", "10"]));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains(&format!("database {target} already holds customer events")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--reset"), "{}", out.stderr);
+    assert!(!out.stderr.contains("duplicate key"), "{}", out.stderr);
+    // --reset drops and seeds anew.
+    let out = run(t.cli().args([
+        "--yes",
+        "--format",
+        "json",
+        "demo",
+        "--customers",
+        "10",
+        "--reset",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let c = t.client().await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM cdp_ce.customer_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(json!(n), out.json()["seeded"]["events"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destructive_prompts_name_the_database() {
+    let t = TestDb::new().await;
+    let target =
+        cdpctl::db::ConnectParams::resolve(&cdpctl::config::Config::default(), Some(&t.url))
+            .unwrap()
+            .host_db();
+    assert!(target.ends_with(&format!("/{}", t.name)), "{target}");
+    let out = run(t.cli().args(["calc-attrs", "--from-scratch"]));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains(&format!("error: database {target}: delete every attribute")),
+        "{}",
+        out.stderr
+    );
 }

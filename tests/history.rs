@@ -1188,21 +1188,24 @@ fn example_config_history_section_is_valid() {
 
 /// The demo's history step: 13 changes captured, the look-up before the
 /// delete shows 5 campaigns, the diff 1 created / 3 updated / 1 deleted;
-/// a second run uses a fresh customer.
+/// a second run (with --reset: the database then holds events) starts over.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_shows_history() {
     let t = TestDb::empty().await;
-    // (the sample data of one seed can be loaded once per database)
-    for (customer, seed) in [(900001, "1"), (900002, "2")] {
-        let out = run(t.cli().args([
-            "--format",
-            "json",
-            "demo",
-            "--customers",
-            "10",
-            "--seed",
-            seed,
-        ]));
+    for (customer, seed, reset) in [(900001, "1", None), (900001, "2", Some("--reset"))] {
+        let out = run(t
+            .cli()
+            .args([
+                "--yes",
+                "--format",
+                "json",
+                "demo",
+                "--customers",
+                "10",
+                "--seed",
+                seed,
+            ])
+            .args(reset));
         assert_eq!(out.code, 0, "{}", out.stderr);
         let j = out.json();
         let step = j["steps"]

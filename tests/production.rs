@@ -438,7 +438,7 @@ async fn without_a_terminal_both_refuse_unless_yes() {
     assert_eq!(out.code, 1);
     assert_eq!(
         out.stderr.trim(),
-        "error: switch schema \"public\" to production (11 step(s) in one transaction)? — refusing without confirmation: no terminal to ask on; pass --yes to proceed"
+        format!("error: database 127.0.0.1/{}: switch schema \"public\" to production (11 step(s) in one transaction)? — refusing without confirmation: no terminal to ask on; pass --yes to proceed", t.name)
     );
     assert!(
         out.stdout
@@ -454,7 +454,7 @@ async fn without_a_terminal_both_refuse_unless_yes() {
     let out = run(t.cli().args(["rollback"]));
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("error: roll schema \"public\" back to the legacy objects (10 step(s) in one transaction)? — refusing without confirmation: no terminal to ask on; pass --yes to proceed"),
+        out.stderr.contains(&format!("error: database 127.0.0.1/{}: roll schema \"public\" back to the legacy objects (10 step(s) in one transaction)? — refusing without confirmation: no terminal to ask on; pass --yes to proceed", t.name)),
         "{}",
         out.stderr
     );

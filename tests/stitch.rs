@@ -783,7 +783,7 @@ async fn demo_runs_stitching_and_second_run_is_locked_out() {
     let t = TestDb::empty().await;
     let out = run(t
         .cli()
-        .args(["--format", "json", "demo", "--customers", "40"]));
+        .args(["--yes", "--format", "json", "demo", "--customers", "40"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
     let steps = j["steps"].as_array().unwrap();

@@ -66,7 +66,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     }
     attrs::lock(&db).await?;
     if args.from_scratch && !args.dry_run {
-        crate::output::confirm(
+        crate::output::confirm_db(
+            &app.params.host_db(),
             &format!(
                 "delete every attribute value in {}.customer_attributes and recalculate all entities?",
                 db.schemas.raw_name("attr")

@@ -23,6 +23,10 @@ pub struct Args {
     /// Keep the throwaway cluster running (and print how to connect)
     #[arg(long)]
     pub keep: bool,
+    /// Into a database that already holds customer events: drop the CDP
+    /// schemas (with everything in them) first and seed anew
+    #[arg(long)]
+    pub reset: bool,
 }
 
 pub async fn run(global: &GlobalOpts, args: Args) -> Result<()> {
@@ -56,7 +60,7 @@ pub async fn run(global: &GlobalOpts, args: Args) -> Result<()> {
         cluster = Some(c);
     }
     let app = App::with_config(&global, config)?;
-    let res = pipeline(&app, &args).await;
+    let res = pipeline(&app, &args, cluster.is_some()).await;
     if let Some(c) = &cluster {
         if args.keep {
             eprintln!(
@@ -71,10 +75,22 @@ pub async fn run(global: &GlobalOpts, args: Args) -> Result<()> {
     res
 }
 
-async fn pipeline(app: &App, args: &Args) -> Result<()> {
+async fn pipeline(app: &App, args: &Args, throwaway: bool) -> Result<()> {
     let out = &app.out;
+    let target = app.params.host_db();
+    if !throwaway {
+        crate::output::confirm_db(
+            &target,
+            &format!(
+                "seed demo data ({} sample customers and their events) and run the pipeline?",
+                args.customers
+            ),
+            app.global.yes,
+        )?;
+    }
     let mut db = app.connect("demo").await?;
     db.lock_job("demo").await?;
+    refuse_or_reset(&mut db, &target, args, app.global.yes).await?;
     out.info(format!("database: {}", app.params.describe()));
     let applied = crate::schema::apply(&mut db).await?;
     crate::commands::init::post_migrate(&mut db).await?;
@@ -253,4 +269,59 @@ fn summarize(name: &str, v: &serde_json::Value) -> String {
             .map(str::to_string)
             .unwrap_or_else(|| v.to_string()),
     }
+}
+
+/// A database that already holds customer events is refused, unless
+/// `--reset` (confirmed) drops the CDP schemas first.
+async fn refuse_or_reset(
+    db: &mut crate::db::Db,
+    target: &str,
+    args: &Args,
+    yes: bool,
+) -> Result<()> {
+    if !db.relation_exists("ce", "customer_events").await? {
+        return Ok(());
+    }
+    let has_events: bool = db
+        .client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM {}.customer_events)",
+                db.schemas.ce
+            ),
+            &[],
+        )
+        .await
+        .context("looking for existing customer events")?
+        .get(0);
+    if !has_events {
+        return Ok(());
+    }
+    let names: Vec<String> = db.schemas.raw().iter().map(|(_, n)| n.clone()).collect();
+    if !args.reset {
+        anyhow::bail!(
+            "database {target} already holds customer events ({}.customer_events); demo seeds only a database without events: pass --reset to drop the schemas {} with all their data and seed anew, or give another database with --database-url",
+            db.schemas.raw_name("ce"),
+            names.join(", ")
+        );
+    }
+    crate::output::confirm_db(
+        target,
+        &format!(
+            "drop the schemas {} with all their data, then seed the demo?",
+            names.join(", ")
+        ),
+        yes,
+    )?;
+    let tx = db.client.transaction().await?;
+    for n in &names {
+        tx.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            crate::db::quote_ident(n)
+        ))
+        .await
+        .with_context(|| format!("dropping schema {n}"))?;
+    }
+    tx.commit().await.context("committing the reset")?;
+    Ok(())
 }

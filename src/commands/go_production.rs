@@ -90,7 +90,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             steps_list(&plan.steps)
         );
     }
-    crate::output::confirm(
+    crate::output::confirm_db(
+        &app.params.host_db(),
         &format!(
             "switch schema {:?} to production ({} step(s) in one transaction)?",
             app.config.cdp_schema,

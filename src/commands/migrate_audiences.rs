@@ -65,7 +65,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
         on_batch: None,
     };
     if opts.drop_source && !opts.dry_run {
-        crate::output::confirm(
+        crate::output::confirm_db(
+            &app.params.host_db(),
             "delete the legacy contact-reference rows of every chosen campaign once its migration is verified?",
             app.global.yes,
         )?;

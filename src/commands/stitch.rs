@@ -50,7 +50,8 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             .emit(&serde_json::to_value(&ex)?, || stitch::explain::render(&ex));
     }
     if args.from_scratch && !args.dry_run {
-        crate::output::confirm(
+        crate::output::confirm_db(
+            &app.params.host_db(),
             "stitch from scratch: every entity id, merge and attribute value is recomputed (customer_entities is truncated)",
             app.global.yes,
         )?;

@@ -3,12 +3,14 @@
 //! cancellation and identifier quoting. Every command talks to PostgreSQL
 //! through a [`Db`].
 
+pub mod conninfo;
 pub mod tls;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::{Client, Config as PgConnConfig};
 
 use crate::config::Config;
@@ -88,120 +90,349 @@ impl Schemas {
     }
 }
 
-/// Where and how to connect; built once, used for every connection of a run.
+/// Where and how to connect, resolved as libpq does (explicit options, then
+/// the service file, then the `PG*` environment, then the defaults); built
+/// once, used for every connection of a run.
 #[derive(Clone)]
 pub struct ConnectParams {
+    /// All hosts and ports, user, dbname, explicit password and the other
+    /// options. A password from the password file is looked up per host at
+    /// connect time.
     pub pg: PgConnConfig,
+    /// The effective sslmode (`require` with a root certificate file is
+    /// `verify-ca`, as in libpq).
     pub ssl: SslMode,
-    pub root_cert: Option<std::path::PathBuf>,
+    /// `sslrootcert`: a PEM file, or `system`.
+    pub root_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// The password file (`passfile`, `PGPASSFILE`, `~/.pgpass`).
+    pub passfile: Option<PathBuf>,
+    /// Everything but the hosts, for the per-host attempts.
+    base: PgConnConfig,
+    targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug)]
+struct Target {
+    host: String,
+    hostaddr: Option<std::net::IpAddr>,
+    port: u16,
+}
+
+/// Options that cdpctl handles itself rather than tokio-postgres.
+const OWN_OPTIONS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "passfile",
+    "service",
+];
+
+fn quote_option(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 impl ConnectParams {
-    /// `--database-url` (or `DATABASE_URL`) wins over the config's
-    /// `postgresql` block; libpq environment variables fill the gaps.
+    /// `--database-url` (or `DATABASE_URL`, a URI or a `key=value` string)
+    /// wins over the config's `postgresql` block (whose ssl keys still fill
+    /// the URL's gaps); then the service (`service=`/`PGSERVICE`), the `PG*`
+    /// environment variables and libpq's defaults.
     pub fn resolve(cfg: &Config, database_url: Option<&str>) -> Result<Self> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let mut ssl = None;
-        let mut root_cert = cfg.postgresql.sslrootcert.clone();
-        let mut pg = if let Some(url) = database_url {
-            let (cleaned, mode, cert) = strip_ssl_params(url)?;
-            if mode.is_some() {
-                ssl = mode;
+        let p = &cfg.postgresql;
+        let mut opts = match database_url {
+            Some(url) => conninfo::parse(url)?,
+            None => {
+                let mut o = conninfo::Options::new();
+                let port = p.port.map(|v| v.to_string());
+                for (k, v) in [
+                    ("host", p.host.as_ref()),
+                    ("port", port.as_ref()),
+                    ("user", p.user.as_ref()),
+                    ("password", p.password.as_ref()),
+                    ("dbname", p.dbname.as_ref()),
+                    ("service", p.service.as_ref()),
+                ] {
+                    if let Some(v) = v {
+                        o.insert(k.into(), v.clone());
+                    }
+                }
+                o
             }
-            if cert.is_some() {
-                root_cert = cert;
+        };
+        let path_str = |v: &Option<PathBuf>| v.as_ref().map(|p| p.to_string_lossy().into_owned());
+        for (k, v) in [
+            ("sslmode", p.sslmode.clone()),
+            ("sslrootcert", path_str(&p.sslrootcert)),
+            ("sslcert", path_str(&p.sslcert)),
+            ("sslkey", path_str(&p.sslkey)),
+        ] {
+            if let Some(v) = v {
+                opts.entry(k.into()).or_insert(v);
             }
-            cleaned.parse::<PgConnConfig>().map_err(|e| {
-                anyhow!(
-                    "invalid database URL: {e}; expected postgresql://user:password@host:port/dbname"
-                )
-            })?
-        } else {
-            let p = &cfg.postgresql;
-            let mut c = PgConnConfig::new();
-            let host = p
-                .host
-                .clone()
-                .or_else(|| env("PGHOST"))
-                .unwrap_or_else(|| "localhost".into());
-            c.host(&host);
-            let port = match p.port {
-                Some(port) => port,
-                None => match env("PGPORT") {
-                    Some(v) => v
-                        .parse()
-                        .map_err(|_| anyhow!("PGPORT={v:?} is not a port number"))?,
-                    None => 5432,
+        }
+        opts.retain(|_, v| !v.is_empty());
+        conninfo::add_service_and_env(&mut opts)?;
+        Self::from_options(&opts)
+    }
+
+    /// Builds the parameters from complete libpq options (after the
+    /// service and the environment were applied).
+    pub fn from_options(opts: &conninfo::Options) -> Result<Self> {
+        let home_pg = conninfo::home_dir().map(|h| h.join(".postgresql"));
+        let default_file = |name: &str| {
+            home_pg
+                .as_ref()
+                .map(|d| d.join(name))
+                .filter(|f| f.exists())
+        };
+        // Ports, then hosts (the default host depends on the port).
+        let ports: Vec<u16> = match opts.get("port") {
+            Some(v) => v
+                .split(',')
+                .map(|p| {
+                    let p = p.trim();
+                    if p.is_empty() {
+                        return Ok(5432);
+                    }
+                    p.parse().map_err(|_| {
+                        anyhow!(
+                            "port {p:?} is not a port number; fix port=, PGPORT or postgresql.port"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
+            None => vec![5432],
+        };
+        let hostaddrs: Vec<Option<std::net::IpAddr>> = match opts.get("hostaddr") {
+            Some(v) => v
+                .split(',')
+                .map(|a| {
+                    let a = a.trim();
+                    if a.is_empty() {
+                        return Ok(None);
+                    }
+                    a.parse().map(Some).map_err(|_| {
+                        anyhow!("hostaddr {a:?} is not an IP address; fix hostaddr= or PGHOSTADDR")
+                    })
+                })
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let hosts: Vec<String> = match opts.get("host") {
+            Some(v) => v.split(',').map(|h| h.trim().to_string()).collect(),
+            None if !hostaddrs.is_empty() => hostaddrs
+                .iter()
+                .map(|a| a.map(|a| a.to_string()).unwrap_or_default())
+                .collect(),
+            None => vec![default_host(ports[0])],
+        };
+        if ports.len() > 1 && ports.len() != hosts.len() {
+            bail!(
+                "{} ports for {} hosts; give one port for all hosts or one per host",
+                ports.len(),
+                hosts.len()
+            );
+        }
+        if !hostaddrs.is_empty() && hostaddrs.len() != hosts.len() {
+            bail!(
+                "{} hostaddr values for {} hosts; give one per host",
+                hostaddrs.len(),
+                hosts.len()
+            );
+        }
+        let targets: Vec<Target> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Target {
+                host: if h.is_empty() {
+                    default_host(ports.get(i).copied().unwrap_or(ports[0]))
+                } else {
+                    h.clone()
                 },
-            };
-            c.port(port);
-            let user = p
-                .user
-                .clone()
-                .or_else(|| env("PGUSER"))
-                .unwrap_or_else(|| "postgres".into());
-            c.user(&user);
-            if let Some(pw) = p.password.clone().filter(|s| !s.is_empty()) {
-                c.password(pw);
-            }
-            let dbname = p
-                .dbname
-                .clone()
-                .or_else(|| env("PGDATABASE"))
-                .unwrap_or(user);
-            c.dbname(&dbname);
-            c
-        };
-        if pg.get_hosts().is_empty() {
-            pg.host(env("PGHOST").as_deref().unwrap_or("localhost"));
-        }
-        if pg.get_ports().is_empty() {
-            let port = env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
-            pg.port(port);
-        }
-        if pg.get_user().is_none() {
-            pg.user(env("PGUSER").as_deref().unwrap_or("postgres"));
-        }
-        if pg.get_dbname().is_none() {
-            let db = env("PGDATABASE").unwrap_or_else(|| pg.get_user().unwrap().to_string());
-            pg.dbname(&db);
-        }
-        if pg.get_password().is_none() {
-            if let Some(pw) = env("PGPASSWORD") {
-                pg.password(pw);
+                hostaddr: hostaddrs.get(i).copied().flatten(),
+                port: ports.get(i).copied().unwrap_or(ports[0]),
+            })
+            .collect();
+
+        let user = opts
+            .get("user")
+            .cloned()
+            .or_else(conninfo::os_user)
+            .unwrap_or_else(|| "postgres".into());
+        let dbname = opts.get("dbname").cloned().unwrap_or_else(|| user.clone());
+        let mut kv = vec![
+            format!("user={}", quote_option(&user)),
+            format!("dbname={}", quote_option(&dbname)),
+        ];
+        for (k, v) in opts {
+            if !OWN_OPTIONS.contains(&k.as_str()) && k != "user" && k != "dbname" {
+                kv.push(format!("{k}={}", quote_option(v)));
             }
         }
-        let ssl = match ssl {
-            Some(m) => m,
-            None => match cfg.postgresql.sslmode.clone().or_else(|| env("PGSSLMODE")) {
-                Some(m) => SslMode::parse(&m).map_err(|e| anyhow!("sslmode: {e}"))?,
-                None => SslMode::Prefer,
-            },
+        let mut base: PgConnConfig = kv.join(" ").parse().map_err(|e| {
+            anyhow!("connection options: {e}; see the libpq connection parameters in docs/configuration.md")
+        })?;
+        if base.get_connect_timeout().is_none() {
+            base.connect_timeout(Duration::from_secs(10));
+        }
+
+        let root_cert = opts
+            .get("sslrootcert")
+            .map(PathBuf::from)
+            .or_else(|| default_file("root.crt"));
+        let system = root_cert.as_deref().is_some_and(tls::is_system);
+        let mut ssl = match opts.get("sslmode") {
+            Some(m) => SslMode::parse(m).map_err(|e| anyhow!("sslmode: {e}"))?,
+            None if system => SslMode::VerifyFull,
+            None => SslMode::Prefer,
         };
-        if root_cert.is_none() {
-            root_cert = env("PGSSLROOTCERT").map(Into::into);
+        if system && ssl != SslMode::VerifyFull {
+            bail!(
+                "sslmode={} may not be used with sslrootcert=system; use sslmode=verify-full (the system's roots vouch only for host names)",
+                ssl.as_str()
+            );
+        }
+        if ssl == SslMode::Require && root_cert.as_deref().is_some_and(|p| p.is_file()) {
+            // libpq: with a root certificate file, require checks the chain.
+            ssl = SslMode::VerifyCa;
+        }
+        let client_cert = opts
+            .get("sslcert")
+            .map(PathBuf::from)
+            .or_else(|| default_file("postgresql.crt"));
+        let client_key = opts
+            .get("sslkey")
+            .map(PathBuf::from)
+            .or_else(|| home_pg.as_ref().map(|d| d.join("postgresql.key")));
+        let passfile = opts
+            .get("passfile")
+            .map(PathBuf::from)
+            .or_else(|| conninfo::home_dir().map(|h| h.join(".pgpass")));
+
+        let mut pg = base.clone();
+        for t in &targets {
+            pg.host(&t.host);
+            pg.port(t.port);
+            if let Some(a) = t.hostaddr {
+                pg.hostaddr(a);
+            }
         }
         pg.ssl_mode(ssl.to_pg());
-        pg.connect_timeout(Duration::from_secs(10));
-        Ok(Self { pg, ssl, root_cert })
+        base.ssl_mode(ssl.to_pg());
+        Ok(Self {
+            pg,
+            ssl,
+            root_cert,
+            client_cert,
+            client_key,
+            passfile,
+            base,
+            targets,
+        })
+    }
+
+    /// The TLS settings (mode, root and client certificates).
+    pub fn tls_params(&self) -> tls::TlsParams {
+        tls::TlsParams {
+            mode: self.ssl,
+            root_cert: self.root_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
+
+    /// The TLS connector for these parameters (with the client certificate).
+    pub fn tls(&self) -> Result<tls::MakeTls> {
+        tls::make_tls_with(&self.tls_params())
+    }
+
+    /// A tokio-postgres config for these parameters, connecting as `user`
+    /// when given (the explicit password then does not apply; the password
+    /// file is consulted for that user), plus its TLS connector. With
+    /// several hosts, [`ConnectParams::connect_as`] also applies libpq's
+    /// per-host rules (no TLS over Unix sockets, `allow`/`prefer` retries).
+    pub fn config_for(&self, user: Option<&str>) -> Result<(PgConnConfig, tls::MakeTls)> {
+        let t = &self.targets[0];
+        let mut cfg = self.target_config(t, user);
+        if t.host.starts_with('/') {
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        Ok((cfg, self.tls()?))
+    }
+
+    fn target_config(&self, t: &Target, user: Option<&str>) -> PgConnConfig {
+        let mut cfg = self.base.clone();
+        if let Some(u) = user {
+            if Some(u) != self.base.get_user() {
+                cfg = self.without_password(u);
+            }
+        }
+        cfg.host(&t.host);
+        cfg.port(t.port);
+        if let Some(a) = t.hostaddr {
+            cfg.hostaddr(a);
+        }
+        if cfg.get_password().is_none() {
+            if let Some(file) = &self.passfile {
+                let host = t.host.clone();
+                let user = cfg.get_user().unwrap_or_default().to_string();
+                let db = cfg.get_dbname().unwrap_or_default().to_string();
+                if let Some(pw) =
+                    conninfo::pgpass_lookup(file, &host, &t.port.to_string(), &db, &user)
+                {
+                    cfg.password(pw);
+                }
+            }
+        }
+        cfg
+    }
+
+    fn without_password(&self, user: &str) -> PgConnConfig {
+        // tokio-postgres has no way to unset a password: rebuild.
+        let mut cfg = PgConnConfig::new();
+        let b = &self.base;
+        cfg.user(user);
+        if let Some(d) = b.get_dbname() {
+            cfg.dbname(d);
+        }
+        if let Some(o) = b.get_options() {
+            cfg.options(o);
+        }
+        if let Some(t) = b.get_connect_timeout() {
+            cfg.connect_timeout(*t);
+        }
+        cfg.ssl_mode(b.get_ssl_mode());
+        cfg.channel_binding(b.get_channel_binding());
+        cfg.target_session_attrs(b.get_target_session_attrs());
+        cfg
     }
 
     /// `user@host:port/dbname`, for messages (never the password).
     pub fn describe(&self) -> String {
-        let host = match self.pg.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            #[cfg(unix)]
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".into(),
-        };
-        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        let t = &self.targets[0];
         format!(
             "{}@{}:{}/{}",
             self.pg.get_user().unwrap_or("?"),
-            host,
-            port,
-            self.pg.get_dbname().unwrap_or("?")
+            t.host,
+            t.port,
+            self.dbname()
         )
+    }
+
+    /// `host/dbname` (`host:port/dbname` off the default port), naming the
+    /// database in prompts.
+    pub fn host_db(&self) -> String {
+        let t = &self.targets[0];
+        if t.port == 5432 {
+            format!("{}/{}", t.host, self.dbname())
+        } else {
+            format!("{}:{}/{}", t.host, t.port, self.dbname())
+        }
     }
 
     pub fn dbname(&self) -> &str {
@@ -210,68 +441,111 @@ impl ConnectParams {
 
     /// Opens one connection with `application_name = 'cdpctl <command>'`.
     pub async fn connect_raw(&self, command: &str) -> Result<Client> {
-        let mut pg = self.pg.clone();
-        pg.application_name(format!("cdpctl {command}"));
-        let tls = tls::make_tls(self.ssl, self.root_cert.as_deref())?;
-        let (client, connection) = pg
-            .connect(tls)
-            .await
-            .map_err(|e| explain_connect_error(e, self))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        self.connect_as(None, command).await
     }
-}
 
-fn strip_ssl_params(url: &str) -> Result<(String, Option<SslMode>, Option<std::path::PathBuf>)> {
-    let mut mode = None;
-    let mut cert = None;
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let mut parsed = url::Url::parse(url).map_err(|e| {
-            anyhow!(
-                "invalid database URL: {e}; expected postgresql://user:password@host:port/dbname"
-            )
-        })?;
-        let mut kept = Vec::new();
-        for (k, v) in parsed.query_pairs() {
-            match k.as_ref() {
-                "sslmode" => {
-                    mode = Some(SslMode::parse(&v).map_err(|e| anyhow!("database URL: {e}"))?)
-                }
-                "sslrootcert" => cert = Some(std::path::PathBuf::from(v.as_ref())),
-                _ => kept.push((k.into_owned(), v.into_owned())),
-            }
-        }
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        Ok((parsed.to_string(), mode, cert))
-    } else {
-        let mut kept = Vec::new();
-        for part in url.split_whitespace() {
-            if let Some(v) = part.strip_prefix("sslmode=") {
-                mode = Some(SslMode::parse(v).map_err(|e| anyhow!("connection string: {e}"))?);
-            } else if let Some(v) = part.strip_prefix("sslrootcert=") {
-                cert = Some(v.into());
+    /// Opens one connection, as `user` when given, trying the hosts in
+    /// order: no TLS over a Unix socket; `allow` tries without TLS, then
+    /// with; `prefer` the other way round.
+    pub async fn connect_as(&self, user: Option<&str>, command: &str) -> Result<Client> {
+        use tokio_postgres::config::SslMode as M;
+        let tls = self.tls()?;
+        let mut last = None;
+        for t in &self.targets {
+            let mut cfg = self.target_config(t, user);
+            cfg.application_name(format!("cdpctl {command}"));
+            let modes: &[M] = if t.host.starts_with('/') {
+                &[M::Disable]
             } else {
-                kept.push(part);
+                match self.ssl {
+                    SslMode::Disable => &[M::Disable],
+                    SslMode::Allow => &[M::Disable, M::Require],
+                    SslMode::Prefer => &[M::Prefer, M::Disable],
+                    _ => &[M::Require],
+                }
+            };
+            for (i, mode) in modes.iter().enumerate() {
+                cfg.ssl_mode(*mode);
+                match cfg.connect(tls.clone()).await {
+                    Ok((client, connection)) => {
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        return Ok(client);
+                    }
+                    Err(e) => {
+                        let other_way = i + 1 < modes.len() && retry_other_way(&e);
+                        let from_passfile =
+                            cfg.get_password().is_some() && self.base.get_password().is_none();
+                        last = Some((
+                            e,
+                            t.clone(),
+                            cfg.get_user().map(str::to_string),
+                            from_passfile,
+                        ));
+                        if !other_way {
+                            break;
+                        }
+                    }
+                }
             }
         }
-        Ok((kept.join(" "), mode, cert))
+        let (e, t, user, from_passfile) = last.expect("at least one host");
+        Err(explain_connect_error(
+            e,
+            self,
+            &t,
+            user.as_deref(),
+            from_passfile,
+        ))
     }
 }
 
-fn explain_connect_error(err: tokio_postgres::Error, params: &ConnectParams) -> anyhow::Error {
-    let target = params.describe();
+/// The first of libpq's usual socket directories that has this port's
+/// socket, else `localhost`.
+fn default_host(port: u16) -> String {
+    conninfo::DEFAULT_SOCKET_DIRS
+        .iter()
+        .find(|d| Path::new(d).join(format!(".s.PGSQL.{port}")).exists())
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `allow`/`prefer`: the server refused the connection (pg_hba.conf has no
+/// entry for it with or without TLS) or the TLS handshake failed.
+fn retry_other_way(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => db.code().code().starts_with("28"),
+        None => {
+            let text = format!(
+                "{e} {}",
+                std::error::Error::source(e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            );
+            text.contains("TLS") || text.contains("tls")
+        }
+    }
+}
+
+fn explain_connect_error(
+    err: tokio_postgres::Error,
+    params: &ConnectParams,
+    t: &Target,
+    user: Option<&str>,
+    from_passfile: bool,
+) -> anyhow::Error {
+    let user = user.unwrap_or("?");
+    let target = format!("{user}@{}:{}/{}", t.host, t.port, params.dbname());
     if let Some(db) = err.as_db_error() {
         let code = db.code().code();
         return match code {
+            "28P01" if from_passfile => anyhow!(
+                "cannot connect to {target}: password authentication failed for user {user:?} with the password from {}; fix its line for this host, port, database and user",
+                params.passfile.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            ),
             "28P01" => anyhow!(
-                "cannot connect to {target}: password authentication failed for user {:?}; set the right password in postgresql.password, PGPASSWORD or the database URL",
-                params.pg.get_user().unwrap_or("?")
+                "cannot connect to {target}: password authentication failed for user {user:?}; set the right password in postgresql.password, PGPASSWORD or the database URL"
             ),
             "28000" => anyhow!(
                 "cannot connect to {target}: {}; check the user name and the server's pg_hba.conf",
@@ -287,15 +561,27 @@ fn explain_connect_error(err: tokio_postgres::Error, params: &ConnectParams) -> 
         };
     }
     let text = err.to_string();
-    let source = std::error::Error::source(&err)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let detail = if source.is_empty() {
-        text.clone()
-    } else {
-        source
-    };
-    if detail.contains("refused") {
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        detail = text.clone();
+    }
+    let unix = t.host.starts_with('/');
+    if detail == "password missing" {
+        anyhow!(
+            "cannot connect to {target}: the server asks for a password and none was given; set it in postgresql.password, PGPASSWORD, the database URL or the password file ({})",
+            params.passfile.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.pgpass".into())
+        )
+    } else if unix && (detail.contains("No such file") || detail.contains("refused")) {
+        anyhow!(
+            "cannot connect to {target}: no server socket {}/.s.PGSQL.{}; is PostgreSQL running with unix_socket_directories including {}? check host and port",
+            t.host, t.port, t.host
+        )
+    } else if detail.contains("refused") {
         anyhow!(
             "cannot connect to {target}: connection refused; is PostgreSQL running there? check postgresql.host/port in the config or --database-url"
         )
@@ -306,8 +592,23 @@ fn explain_connect_error(err: tokio_postgres::Error, params: &ConnectParams) -> 
         || detail.contains("Name or service")
     {
         anyhow!("cannot connect to {target}: unknown host; fix postgresql.host or the database URL")
-    } else if detail.contains("server does not support TLS") || text.contains("TLS") {
-        anyhow!("cannot connect to {target}: {detail}; use sslmode=prefer or disable for servers without TLS")
+    } else if detail.contains("server does not support TLS") {
+        anyhow!(
+            "cannot connect to {target}: the server does not offer TLS and sslmode={} requires it; enable TLS on the server (ssl = on in postgresql.conf)",
+            params.ssl.as_str()
+        )
+    } else if detail.contains("NotValidForName") || detail.contains("not valid for name") {
+        anyhow!(
+            "cannot connect to {target}: the server certificate does not name host {:?} (sslmode=verify-full checks it); connect by a name the certificate lists",
+            t.host
+        )
+    } else if detail.contains("UnknownIssuer") || detail.contains("invalid peer certificate") {
+        anyhow!(
+            "cannot connect to {target}: the server certificate is not signed by a CA in sslrootcert ({}): {detail}; put the CA certificate that signed the server's certificate there",
+            params.root_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.postgresql/root.crt".into())
+        )
+    } else if text.contains("TLS") || text.contains("tls") {
+        anyhow!("cannot connect to {target}: TLS handshake failed: {detail}; check sslrootcert, sslcert and sslkey")
     } else {
         anyhow!("cannot connect to {target}: {detail}")
     }

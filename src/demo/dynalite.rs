@@ -202,7 +202,7 @@ impl LocalDynamo {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let config = DynamoConfig {
-            region: "us-east-1".into(),
+            region: Some("us-east-1".into()),
             endpoint_url: Some(format!("http://127.0.0.1:{port}")),
             ..DynamoConfig::default()
         };
@@ -234,7 +234,7 @@ impl LocalDynamo {
             .map_err(|e| {
                 anyhow!(
                     "creating the mapping table in dynalite: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    crate::dynamo::error_chain(&e)
                 )
             })?;
         Ok(me)
@@ -277,7 +277,7 @@ impl LocalDynamo {
                             .map_err(|e| {
                                 anyhow!(
                                     "loading mappings into dynalite: {}",
-                                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                                    crate::dynamo::error_chain(&e)
                                 )
                             })?;
                         pending = out

@@ -95,7 +95,7 @@ impl Dynalite {
             let table = "contact_mapping".to_string();
             let cfg = DynamoConfig {
                 table: table.clone(),
-                region: "us-east-1".into(),
+                region: Some("us-east-1".into()),
                 endpoint_url: Some(format!("http://127.0.0.1:{port}")),
                 ..DynamoConfig::default()
             };
@@ -116,7 +116,7 @@ impl Dynalite {
     pub fn config(&self) -> DynamoConfig {
         DynamoConfig {
             table: self.table.clone(),
-            region: "us-east-1".into(),
+            region: Some("us-east-1".into()),
             endpoint_url: Some(self.endpoint_url()),
             ..DynamoConfig::default()
         }

@@ -83,6 +83,7 @@ pub fn global(url: &str) -> GlobalOpts {
         config: None,
         database_url: Some(url.to_string()),
         format: Format::Json,
+        region: None,
         yes: true,
         quiet: true,
         verbose: 0,
@@ -291,6 +292,16 @@ pub fn cli() -> Command {
         .env_remove("PGPORT")
         .env_remove("PGUSER")
         .env_remove("PGDATABASE")
+        .env_remove("PGSERVICE")
+        .env_remove("PGSERVICEFILE")
+        .env_remove("PGPASSFILE")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT")
+        .env_remove("PGSSLCERT")
+        .env_remove("PGSSLKEY")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
         .stdin(std::process::Stdio::null());
     c
 }
