@@ -58,6 +58,9 @@ _cdpctl() {
             cdpctl,rollback)
                 cmd="cdpctl__subcmd__rollback"
                 ;;
+            cdpctl,serve)
+                cmd="cdpctl__subcmd__serve"
+                ;;
             cdpctl,status)
                 cmd="cdpctl__subcmd__status"
                 ;;
@@ -106,6 +109,9 @@ _cdpctl() {
             cdpctl__subcmd__help,rollback)
                 cmd="cdpctl__subcmd__help__subcmd__rollback"
                 ;;
+            cdpctl__subcmd__help,serve)
+                cmd="cdpctl__subcmd__help__subcmd__serve"
+                ;;
             cdpctl__subcmd__help,status)
                 cmd="cdpctl__subcmd__help__subcmd__status"
                 ;;
@@ -134,7 +140,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -404,7 +410,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment calc-audiences completions help"
+            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -600,6 +606,20 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -907,6 +927,44 @@ _cdpctl() {
             fi
             case "${prev}" in
                 --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__serve)
+            opts="-y -q -v -h -V --listen --flush-interval --no-flush --config --database-url --format --region --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --flush-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -259,6 +259,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -l config -d 'JSON 
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -l no-flush -d 'Only queue; leave delivery to `cdpctl flush-segment` (e.g. several serve replicas, one flusher)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
