@@ -3,9 +3,11 @@
 //! cancellation and identifier quoting. Every command talks to PostgreSQL
 //! through a [`Db`].
 
+pub mod eval;
 pub mod tls;
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -210,18 +212,101 @@ impl ConnectParams {
 
     /// Opens one connection with `application_name = 'cdpctl <command>'`.
     pub async fn connect_raw(&self, command: &str) -> Result<Client> {
+        match self.connect_with(&format!("cdpctl {command}")).await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(match e.downcast::<tokio_postgres::Error>() {
+                Ok(pe) => explain_connect_error(pe, self),
+                Err(other) => other,
+            }),
+        }
+    }
+
+    /// Opens one connection named `application_name` and registers it for
+    /// cancellation on Ctrl-C/SIGTERM; a connection failure comes back as
+    /// the driver's error, for the caller to explain.
+    pub async fn connect_with(&self, application_name: &str) -> Result<Client> {
         let mut pg = self.pg.clone();
-        pg.application_name(format!("cdpctl {command}"));
+        pg.application_name(application_name);
         let tls = tls::make_tls(self.ssl, self.root_cert.as_deref())?;
-        let (client, connection) = pg
-            .connect(tls)
-            .await
-            .map_err(|e| explain_connect_error(e, self))?;
+        let (client, connection) = pg.connect(tls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        register(&client, self);
         Ok(client)
     }
+
+    /// The same server, database and TLS settings for another role (its
+    /// password, or none: trust/peer as the server's pg_hba.conf says).
+    pub fn for_role(&self, user: &str, password: Option<String>) -> ConnectParams {
+        let src = &self.pg;
+        let mut pg = PgConnConfig::new();
+        for h in src.get_hosts() {
+            match h {
+                tokio_postgres::config::Host::Tcp(h) => {
+                    pg.host(h);
+                }
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => {
+                    pg.host_path(p);
+                }
+            }
+        }
+        for a in src.get_hostaddrs() {
+            pg.hostaddr(*a);
+        }
+        for p in src.get_ports() {
+            pg.port(*p);
+        }
+        if let Some(d) = src.get_dbname() {
+            pg.dbname(d);
+        }
+        if let Some(o) = src.get_options() {
+            pg.options(o);
+        }
+        if let Some(t) = src.get_connect_timeout() {
+            pg.connect_timeout(*t);
+        }
+        pg.ssl_mode(src.get_ssl_mode());
+        pg.keepalives(src.get_keepalives());
+        pg.keepalives_idle(src.get_keepalives_idle());
+        pg.target_session_attrs(src.get_target_session_attrs());
+        pg.channel_binding(src.get_channel_binding());
+        pg.user(user);
+        if let Some(pw) = password {
+            pg.password(pw);
+        }
+        ConnectParams {
+            pg,
+            ssl: self.ssl,
+            root_cert: self.root_cert.clone(),
+        }
+    }
+}
+
+/// The connections this process opened (the most recent ones), so a
+/// signal can cancel whatever each of them is running, server-side.
+static OPEN: Mutex<Vec<(tokio_postgres::CancelToken, SslMode, Option<std::path::PathBuf>)>> =
+    Mutex::new(Vec::new());
+
+fn register(client: &Client, params: &ConnectParams) {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if open.len() >= 64 {
+        open.remove(0);
+    }
+    open.push((client.cancel_token(), params.ssl, params.root_cert.clone()));
+}
+
+/// Cancels the running statement of every open connection (main, workers,
+/// evaluation), server-side; their open transactions then roll back.
+pub async fn cancel_all() {
+    let open: Vec<_> = OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let cancels = open.into_iter().map(|(token, ssl, cert)| async move {
+        if let Ok(tls) = tls::make_tls(ssl, cert.as_deref()) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), token.cancel_query(tls)).await;
+        }
+    });
+    futures_util::future::join_all(cancels).await;
 }
 
 fn strip_ssl_params(url: &str) -> Result<(String, Option<SslMode>, Option<std::path::PathBuf>)> {
@@ -320,6 +405,7 @@ pub struct Db {
     pub config: Config,
     pub params: ConnectParams,
     pub command: String,
+    eval: tokio::sync::OnceCell<eval::Eval>,
 }
 
 impl Db {
@@ -333,7 +419,16 @@ impl Db {
             config: config.clone(),
             params: params.clone(),
             command: command.to_string(),
+            eval: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The evaluation session configured SQL runs in (opened on first use,
+    /// as the unprivileged role [`eval::ROLE`]).
+    pub async fn eval(&self) -> Result<&eval::Eval> {
+        self.eval
+            .get_or_try_init(|| eval::Eval::connect(&self.params, &self.config, &self.command))
+            .await
     }
 
     /// A further connection with the same settings (parallel workers, the
@@ -409,13 +504,11 @@ impl Db {
     /// cancelled server-side, the open transaction rolls back and an error
     /// says so.
     pub async fn cancellable<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let token = self.client.cancel_token();
         tokio::select! {
             res = fut => res,
             sig = crate::signals::interrupted() => {
-                let tls = tls::make_tls(self.params.ssl, self.params.root_cert.as_deref())?;
-                let _ = token.cancel_query(tls).await;
-                Err(anyhow!("interrupted by {sig}: the running statement was cancelled and its transaction rolled back; committed work is kept, rerun to continue"))
+                cancel_all().await;
+                Err(anyhow!("{}", crate::signals::interrupted_message(sig)))
             }
         }
     }
