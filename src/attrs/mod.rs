@@ -323,7 +323,10 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             .pg_context(|| "starting the --from-scratch transaction".into())?;
         match db
             .client
-            .execute(&s.substitute("DELETE FROM {{attr}}.customer_attributes"), &[])
+            .execute(
+                &s.substitute("DELETE FROM {{attr}}.customer_attributes"),
+                &[],
+            )
             .await
             .pg_context(|| "clearing attribute values for --from-scratch".into())
         {
@@ -334,7 +337,10 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             }
         }
     }
-    let res = calculate_batches(db, opts, &settings, &plan, batch_size, atomic, &mut sum, out).await;
+    let res = calculate_batches(
+        db, opts, &settings, &plan, batch_size, atomic, &mut sum, out,
+    )
+    .await;
     if atomic {
         match &res {
             Ok(()) => db
@@ -487,7 +493,9 @@ async fn calculate_batches(
             skipped_bw[a] += acc.skipped_bad_weight[a];
         }
         let res = db
-            .cancellable(write_with_retry(db, plan, &acc, &due, writes, !partial, nested))
+            .cancellable(write_with_retry(
+                db, plan, &acc, &due, writes, !partial, nested,
+            ))
             .await?;
         sum.seconds_write += t_write.elapsed().as_secs_f64();
         sum.entities_calculated += res.present;

@@ -7,7 +7,6 @@
 use anyhow::Result;
 
 use super::definition::{Definition, Kind};
-use crate::db::eval::EvalTx;
 use crate::db::{quote_literal, Db, PgError};
 
 /// The batch's entities (a temporary table, one per session).
@@ -322,20 +321,8 @@ fn is_srf_in_case(e: &tokio_postgres::Error) -> bool {
 /// Validates every definition against the database and builds the plan.
 /// Errors (one per broken attribute, each naming it) are returned together.
 pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan, Vec<String>> {
-    let eval = db.eval().await.map_err(|e| vec![format!("{e:#}")])?;
-    let tx = eval.begin().await.map_err(|e| vec![format!("{e:#}")])?;
-    let res = prepare_in(db, &tx, defs).await;
-    tx.end().await;
-    res
-}
-
-/// [`prepare`] inside one read-only transaction of the evaluation session:
-/// every piece is only prepared (parsed and described), never run.
-async fn prepare_in(
-    db: &Db,
-    tx: &EvalTx<'_>,
-    defs: Vec<Definition>,
-) -> std::result::Result<Plan, Vec<String>> {
+    // on the evaluation session, only prepared (parsed and described)
+    let tx = db.eval().await.map_err(|e| vec![format!("{e:#}")])?;
     let scope = events_scope(db);
     let mut errors = Vec::new();
     let mut builtin = Vec::new();

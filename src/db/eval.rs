@@ -99,7 +99,8 @@ impl Eval {
         let s = &config.session;
         client
             .batch_execute(&format!(
-                "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = 0; SET jit = off;",
+                "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = 0;
+                 SET jit = off; SET default_transaction_read_only = on;",
                 s.configured_sql_timeout_ms, s.lock_timeout_ms
             ))
             .await
@@ -113,17 +114,34 @@ impl Eval {
     }
 
     /// cdpctl's own statements on this session: creating and filling its
-    /// temporary tables (the batch's entities and events). Never configured
-    /// SQL: that goes through [`EvalTx`].
+    /// temporary tables (the batch's entities and events), in a read-write
+    /// transaction of their own (the session's default is read-only). Never
+    /// configured SQL: that goes through [`EvalTx`].
     pub async fn scratch(&self, sql: &str, what: &str) -> Result<()> {
-        self.client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| anyhow::Error::new(PgError::from(e)))
+        let res = self
+            .client
+            .batch_execute(&format!("BEGIN READ WRITE; {sql}; COMMIT"))
+            .await;
+        if res.is_err() {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        res.map_err(|e| anyhow::Error::new(PgError::from(e)))
             .with_context(|| what.to_string())
     }
 
-    /// `COPY <temporary table> FROM STDIN` on this session (cdpctl's data).
+    /// Prepares one statement: parsed and described, nothing runs. How
+    /// configured SQL is checked; outside any transaction, so one that fails
+    /// does not affect the next.
+    pub async fn prepare(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<Statement, tokio_postgres::Error> {
+        self.client.prepare(sql).await
+    }
+
+    /// `COPY <temporary table> FROM STDIN` on this session (cdpctl's data;
+    /// allowed in the session's read-only transactions, as the table is
+    /// temporary).
     pub async fn copy_in(&self, sql: &str, what: &str) -> Result<CopyInSink<Bytes>> {
         self.client
             .copy_in(sql)
@@ -182,12 +200,6 @@ pub struct EvalTx<'a> {
 }
 
 impl EvalTx<'_> {
-    /// Prepares one statement (parse and describe, nothing runs): how
-    /// configured SQL is checked.
-    pub async fn prepare(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
-        self.eval.client.prepare(sql).await
-    }
-
     /// Runs one prepared statement and returns its rows as a stream.
     pub async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<RowStream> {
         let stmt = self
@@ -255,9 +267,10 @@ impl EvalTx<'_> {
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => {
-                if let Ok(tls) =
-                    super::tls::make_tls(self.eval.params.ssl, self.eval.params.root_cert.as_deref())
-                {
+                if let Ok(tls) = super::tls::make_tls(
+                    self.eval.params.ssl,
+                    self.eval.params.root_cert.as_deref(),
+                ) {
                     let _ = self.eval.client.cancel_token().cancel_query(tls).await;
                 }
                 Err(anyhow!(

@@ -286,8 +286,13 @@ impl ConnectParams {
 
 /// The connections this process opened (the most recent ones), so a
 /// signal can cancel whatever each of them is running, server-side.
-static OPEN: Mutex<Vec<(tokio_postgres::CancelToken, SslMode, Option<std::path::PathBuf>)>> =
-    Mutex::new(Vec::new());
+static OPEN: Mutex<
+    Vec<(
+        tokio_postgres::CancelToken,
+        SslMode,
+        Option<std::path::PathBuf>,
+    )>,
+> = Mutex::new(Vec::new());
 
 fn register(client: &Client, params: &ConnectParams) {
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());

@@ -277,13 +277,7 @@ impl Setup {
     /// prepared on the evaluation session, never run.
     pub async fn validate(&self, db: &Db) -> Result<()> {
         let s = &db.schemas;
-        let tx = db.eval().await?.begin().await?;
-        let res = self.validate_in(&tx, s).await;
-        tx.end().await;
-        res
-    }
-
-    async fn validate_in(&self, tx: &EvalTx<'_>, s: &Schemas) -> Result<()> {
+        let tx = db.eval().await?;
         // one round trip when everything is fine; row by row to name the culprit
         let all: Vec<String> = self
             .rows
