@@ -468,7 +468,12 @@ async fn diagnose(eval: &Eval, s: &Schemas, setup: &Setup, source: &str) -> Opti
             Some(p) => p.message.clone(),
             None => format!("{err:#}"),
         };
-        let event = failing_event(eval, s, setup, r, source).await;
+        // a statement that ran out of time would only run out of time again
+        let event = if crate::db::sqlstate(&err).as_deref() == Some("57014") {
+            None
+        } else {
+            failing_event(eval, s, setup, r, source).await
+        };
         return Some(format!(
             "stitching_attributes_config row (attribute_id {:?}, event_id {:?}): value_expression {:?} fails{}: {msg}; fix the row (nothing was written)",
             r.attribute_id,

@@ -290,6 +290,7 @@ pub fn cli() -> Command {
         .env_remove("PGPORT")
         .env_remove("PGUSER")
         .env_remove("PGDATABASE")
+        .env_remove("CDPCTL_EVAL_PASSWORD")
         .stdin(std::process::Stdio::null());
     c
 }
