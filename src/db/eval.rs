@@ -199,7 +199,12 @@ pub struct EvalTx<'a> {
     eval: &'a Eval,
 }
 
-impl EvalTx<'_> {
+impl<'a> EvalTx<'a> {
+    /// The session this transaction runs on.
+    pub fn session(&self) -> &'a Eval {
+        self.eval
+    }
+
     /// Runs one prepared statement and returns its rows as a stream.
     pub async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<RowStream> {
         let stmt = self

@@ -739,7 +739,7 @@ pub async fn backlog(db: &Db) -> Result<Option<i64>> {
 /// Runs one batch transaction: retried on lock timeouts, cancelled
 /// server-side on Ctrl-C/SIGTERM (on every connection, the evaluation
 /// session's included), rolled back on any error.
-async fn guarded<'a, F, Fut>(db: &'a Db, retries: u32, what: &str, mut f: F) -> Result<BatchStats>
+async fn guarded<F, Fut>(db: &Db, retries: u32, what: &str, mut f: F) -> Result<BatchStats>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<BatchStats>>,
@@ -798,7 +798,6 @@ async fn finish_run(client: &Client, s: &Schemas, run_id: i64, st: &BatchStats) 
 
 async fn extract_or_explain(
     tx: &EvalTx<'_>,
-    eval: &Eval,
     main: &Client,
     s: &Schemas,
     setup: &Setup,
@@ -812,7 +811,7 @@ async fn extract_or_explain(
         Err(e) => {
             if crate::db::sqlstate(&e).is_some() {
                 main.batch_execute("ROLLBACK").await.ok();
-                if let Some(msg) = diagnose(eval, s, setup, &s.substitute(source)).await {
+                if let Some(msg) = diagnose(tx.session(), s, setup, &s.substitute(source)).await {
                     bail!(msg);
                 }
             }
@@ -840,7 +839,7 @@ async fn full_batch(
         ))
         .await
         .pg_context(|| "starting the stitching transaction".into())?;
-        extract_or_explain(&tx, eval, main, s, setup, all_events(), false, pb).await
+        extract_or_explain(&tx, main, s, setup, all_events(), false, pb).await
     }
     .await;
     tx.end().await;
@@ -882,7 +881,7 @@ async fn incremental_batch(
     pb: &indicatif::ProgressBar,
 ) -> Result<BatchStats> {
     let tx = eval.begin_repeatable().await?;
-    let x = extract_or_explain(&tx, eval, main, s, setup, &queued_events(lo, hi), true, pb).await;
+    let x = extract_or_explain(&tx, main, s, setup, &queued_events(lo, hi), true, pb).await;
     tx.end().await;
     let mut x = x?;
     main.batch_execute("BEGIN")
