@@ -223,26 +223,42 @@ pub fn base_cte() -> String {
 /// Copies the batch's events into [`EVENTS`] on the evaluation session (one
 /// join of the event tables per batch), indexed by entity, and analyzes it.
 pub async fn fill_events(db: &Db) -> Result<()> {
-    let s = &db.schemas;
     db.eval()
         .await?
         .scratch(
-            &format!(
-                "TRUNCATE {EVENTS};
-                 DROP INDEX IF EXISTS pg_temp.cdpctl_calc_events_idx;
-                 INSERT INTO {EVENTS} (idx, id, source_id, type, version, event_time, payload)
-                 SELECT b.idx, ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
-                   FROM {BATCH} b
-                   JOIN {ps}.event_entities ee ON ee.entity_id = b.id
-                   JOIN {ce}.customer_events ev ON ev.id = ee.event_id;
-                 CREATE INDEX cdpctl_calc_events_idx ON {EVENTS} (idx);
-                 ANALYZE {EVENTS};",
-                ps = s.ps,
-                ce = s.ce
-            ),
+            &fill_events_sql(db),
             "copying the batch's events into a temporary table",
         )
         .await
+}
+
+/// The statements of [`fill_events`] (the session must have [`BATCH`] and
+/// [`EVENTS`], see [`events_table_sql`]).
+pub fn fill_events_sql(db: &Db) -> String {
+    let s = &db.schemas;
+    format!(
+        "TRUNCATE {EVENTS};
+         DROP INDEX IF EXISTS pg_temp.cdpctl_calc_events_idx;
+         INSERT INTO {EVENTS} (idx, id, source_id, type, version, event_time, payload)
+         SELECT b.idx, ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
+           FROM {BATCH} b
+           JOIN {ps}.event_entities ee ON ee.entity_id = b.id
+           JOIN {ce}.customer_events ev ON ev.id = ee.event_id;
+         CREATE INDEX cdpctl_calc_events_idx ON {EVENTS} (idx);
+         ANALYZE {EVENTS};",
+        ps = s.ps,
+        ce = s.ce
+    )
+}
+
+/// Creates [`EVENTS`] in a session (idempotent).
+pub fn events_table_sql(db: &Db) -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
+           SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
+             FROM {ce}.customer_events WITH NO DATA",
+        ce = db.schemas.ce
+    )
 }
 
 /// A custom attribute over every entity of the batch: `idx, value` (reads
@@ -296,11 +312,9 @@ pub async fn ensure_temp_tables(db: &Db) -> Result<()> {
     eval.scratch(
         &format!(
             "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
-             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
-               SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
-                 FROM {ce}.customer_events WITH NO DATA;
+             {};
              TRUNCATE {BATCH}, {EVENTS};",
-            ce = db.schemas.ce
+            events_table_sql(db)
         ),
         "creating the temporary tables of the evaluation",
     )
