@@ -4,7 +4,8 @@
 //!
 //! Engine: per batch of entities, PostgreSQL evaluates all built-in
 //! attributes' configured expressions in one pass over the batch's events
-//! (read-only transaction) and streams the values out with binary COPY;
+//! (on the read-only evaluation session, see [`crate::db::eval`]) and
+//! streams the values out in binary;
 //! [`aggregate`] reduces them per (entity, attribute) in memory; custom
 //! queries run set-based (one LATERAL query per attribute over the batch,
 //! reading the batch's events copied once into a temporary table). The new

@@ -336,14 +336,14 @@ fn is_srf_in_case(e: &tokio_postgres::Error) -> bool {
 /// Errors (one per broken attribute, each naming it) are returned together.
 pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan, Vec<String>> {
     // on the evaluation session, only prepared (parsed and described)
-    let tx = db.eval().await.map_err(|e| vec![format!("{e:#}")])?;
+    let eval = db.eval().await.map_err(|e| vec![format!("{e:#}")])?;
     let scope = events_scope(db);
     let mut errors = Vec::new();
     let mut builtin = Vec::new();
     let mut customs = Vec::new();
     for (i, d) in defs.iter().enumerate() {
         if d.kind == Kind::Custom {
-            match tx.prepare(&custom_shape_sql(db, d)).await {
+            match eval.prepare(&custom_shape_sql(db, d)).await {
                 Err(e) => errors.push(format!(
                     "attribute \"{}\": custom query: {}",
                     d.id,
@@ -363,7 +363,7 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                     }
                     let numeric =
                         stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
-                    if let Err(e) = tx.prepare(&custom_sql(d, numeric)).await {
+                    if let Err(e) = eval.prepare(&custom_sql(d, numeric)).await {
                         errors.push(format!(
                             "attribute \"{}\": custom query: {}",
                             d.id,
@@ -379,11 +379,11 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
         let mut layout = layout_for(d, false);
         let probe =
             |layout: Layout| format!("SELECT {} FROM {scope}", columns(d, layout).join(", "));
-        let mut res = tx.prepare(&probe(layout)).await;
+        let mut res = eval.prepare(&probe(layout)).await;
         if let Err(e) = &res {
             if is_srf_in_case(e) || (matches!(layout, Layout::Scalar { .. }) && srf_hint(e)) {
                 layout = layout_for(d, true);
-                res = tx.prepare(&probe(layout)).await;
+                res = eval.prepare(&probe(layout)).await;
             }
         }
         match res {
@@ -404,7 +404,7 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                 "SELECT CASE WHEN e.cdpctl_idx IS NOT NULL THEN ({})::text END FROM {scope}",
                 d.value
             );
-            if let Err(e) = tx.prepare(&probe).await {
+            if let Err(e) = eval.prepare(&probe).await {
                 if is_srf_in_case(&e) {
                     fixed.push((i, layout_for(d, true)));
                     continue;

@@ -221,7 +221,7 @@ pub async fn validate(
         now: Utc::now(),
     };
     let mut errors = Vec::new();
-    let tx = db.eval().await?;
+    let eval = db.eval().await?;
     for (id, rule, campaign) in groups {
         let mut bad =
             |leaf: &str, msg: String| errors.push(format!("group \"{id}\": rule {leaf}: {msg}"));
@@ -270,7 +270,7 @@ pub async fn validate(
                     "SELECT e.id FROM (SELECT NULL::uuid AS id) e WHERE coalesce(({}), false)",
                     env.substitute(&q.sql)
                 );
-                if let Err(e) = tx.prepare(&probe).await {
+                if let Err(e) = eval.prepare(&probe).await {
                     let pe = crate::db::PgError::from(e);
                     bad(
                         &leaf,

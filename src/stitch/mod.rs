@@ -1,6 +1,6 @@
 //! Profile stitching (`cdpctl stitch`): identifiers are extracted set-based in
 //! PostgreSQL (one pass evaluating the configured value expressions, streamed
-//! out with binary COPY on a read-only connection), resolved by the union-find
+//! out of the read-only evaluation session, see [`crate::db::eval`]), resolved by the union-find
 //! in [`engine`], and written back with binary COPY plus a few set-based
 //! statements, one transaction per batch.
 
@@ -277,7 +277,7 @@ impl Setup {
     /// prepared on the evaluation session, never run.
     pub async fn validate(&self, db: &Db) -> Result<()> {
         let s = &db.schemas;
-        let tx = db.eval().await?;
+        let eval = db.eval().await?;
         // one round trip when everything is fine; row by row to name the culprit
         let all: Vec<String> = self
             .rows
@@ -285,7 +285,7 @@ impl Setup {
             .map(|r| format!("({})::text", r.expr))
             .collect();
         if all.is_empty()
-            || tx
+            || eval
                 .prepare(&s.substitute(&format!(
                     "SELECT {} FROM {{{{ce}}}}.customer_events",
                     all.join(", ")
@@ -300,7 +300,7 @@ impl Setup {
                 "SELECT ({})::text FROM {{{{ce}}}}.customer_events",
                 r.expr
             ));
-            if let Err(e) = tx.prepare(&sql).await {
+            if let Err(e) = eval.prepare(&sql).await {
                 return Err(e).pg_context(|| {
                     format!(
                         "stitching_attributes_config row (attribute_id {:?}, event_id {:?}): value_expression {:?} is not a valid expression over customer_events; fix the row",
