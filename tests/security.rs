@@ -434,44 +434,27 @@ async fn every_payload_through(place: Place) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_attribute_value_expressions() {
-    every_payload_through(Place::AttrValue).await;
+/// One test per place, so places run in parallel.
+macro_rules! payloads_through {
+    ($($test:ident: $place:expr;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $test() {
+                every_payload_through($place).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_attribute_filters() {
-    every_payload_through(Place::AttrFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_attribute_outer_filters() {
-    every_payload_through(Place::AttrOuterFilter).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_custom_attribute_queries() {
-    every_payload_through(Place::CustomQuery).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_context_queries_reset_now() {
-    every_payload_through(Place::ContextNow).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_context_queries_before_a_calculation() {
-    every_payload_through(Place::ContextCalc).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_stitching_value_expressions() {
-    every_payload_through(Place::Stitch).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn payloads_in_group_predicates() {
-    every_payload_through(Place::Group).await;
+payloads_through! {
+    payloads_in_attribute_value_expressions: Place::AttrValue;
+    payloads_in_attribute_filters: Place::AttrFilter;
+    payloads_in_attribute_outer_filters: Place::AttrOuterFilter;
+    payloads_in_custom_attribute_queries: Place::CustomQuery;
+    payloads_in_context_queries_reset_now: Place::ContextNow;
+    payloads_in_context_queries_before_a_calculation: Place::ContextCalc;
+    payloads_in_stitching_value_expressions: Place::Stitch;
+    payloads_in_group_predicates: Place::Group;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,6 +35,9 @@ pub struct Eval {
     client: Client,
     params: ConnectParams,
     timeout_ms: u64,
+    /// A transaction was begun and not ended (an evaluation that failed
+    /// half-way): the next one rolls it back first.
+    open: std::sync::atomic::AtomicBool,
 }
 
 impl Eval {
@@ -101,7 +104,7 @@ impl Eval {
             .batch_execute(&format!(
                 "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = 0;
                  SET jit = off; SET default_transaction_read_only = on;",
-                s.configured_sql_timeout_ms, s.lock_timeout_ms
+                s.statement_timeout_ms, s.lock_timeout_ms
             ))
             .await
             .map_err(|e| anyhow::Error::new(PgError::from(e)))
@@ -110,13 +113,16 @@ impl Eval {
             client,
             params: eval,
             timeout_ms: s.configured_sql_timeout_ms,
+            open: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// cdpctl's own statements on this session: creating and filling its
     /// temporary tables (the batch's entities and events), in a read-write
-    /// transaction of their own (the session's default is read-only). Never
-    /// configured SQL: that goes through [`EvalTx`].
+    /// transaction of their own (the session's default is read-only), under
+    /// `session.statement_timeout_ms` like every statement of cdpctl's. Never
+    /// configured SQL: that goes through [`EvalTx`], under
+    /// `session.configured_sql_timeout_ms`.
     pub async fn scratch(&self, sql: &str, what: &str) -> Result<()> {
         let res = self
             .client
@@ -165,10 +171,12 @@ impl Eval {
     async fn start(&self, begin: &str) -> Result<EvalTx<'_>> {
         // an earlier evaluation that failed half-way must not leave its
         // transaction (or locks) to this one
-        let _ = self
-            .client
-            .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()")
-            .await;
+        if self.open.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = self
+                .client
+                .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()")
+                .await;
+        }
         self.client
             .batch_execute(&format!(
                 "{begin}; SET LOCAL statement_timeout = {}",
@@ -301,11 +309,17 @@ impl<'a> EvalTx<'a> {
     /// Rolls back (a read-only transaction has nothing to keep) and releases
     /// every advisory lock the evaluated SQL may have taken.
     pub async fn end(self) {
-        let _ = self
+        if self
             .eval
             .client
             .batch_execute("ROLLBACK; SELECT pg_advisory_unlock_all()")
-            .await;
+            .await
+            .is_ok()
+        {
+            self.eval
+                .open
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
