@@ -334,7 +334,7 @@ pub async fn install(db: &super::Db) -> Result<Vec<String>> {
         .await
         .map_err(|e| anyhow::Error::new(PgError::from(e)))
         .with_context(|| format!("granting the evaluation role {ROLE} its read access"))?;
-    let Some(sql) = password_sql() else {
+    let Some(sql) = password().map(|pw| password_sql(&pw)) else {
         return Ok(Vec::new());
     };
     db.client
@@ -361,13 +361,12 @@ pub fn install_dry_run() -> Vec<String> {
     }
 }
 
-fn password_sql() -> Option<String> {
-    let pw = password()?;
-    let verifier = postgres_protocol::password::scram_sha_256(pw.as_bytes());
-    Some(format!(
+fn password_sql(password: &str) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    format!(
         "ALTER ROLE {ROLE} PASSWORD {}",
         super::quote_literal(&verifier)
-    ))
+    )
 }
 
 fn connect_error(params: &ConnectParams, err: anyhow::Error) -> anyhow::Error {
@@ -392,4 +391,37 @@ fn connect_error(params: &ConnectParams, err: anyhow::Error) -> anyhow::Error {
          (`cdpctl init` sets the password from {PASSWORD_ENV}), or allow it in pg_hba.conf, e.g. \
          `host {db} {ROLE} 127.0.0.1/32 scram-sha-256` or `local {db} {ROLE} peer map=...`"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eval_login_keeps_the_server_and_drops_the_main_credentials() {
+        let cfg = Config::default();
+        let main = ConnectParams::resolve(
+            &cfg,
+            Some("postgresql://admin:s3cret@db1.example:6432/cdp?sslmode=require"),
+        )
+        .unwrap();
+        let eval = main.for_role(ROLE, None);
+        assert_eq!(eval.describe(), "cdpctl_eval@db1.example:6432/cdp");
+        assert_eq!(eval.pg.get_password(), None);
+        assert_eq!(eval.ssl, main.ssl);
+        assert_eq!(eval.pg.get_ssl_mode(), main.pg.get_ssl_mode());
+        assert_eq!(eval.pg.get_connect_timeout(), main.pg.get_connect_timeout());
+        let eval = main.for_role(ROLE, Some("pw".into()));
+        assert_eq!(eval.pg.get_password(), Some(&b"pw"[..]));
+    }
+
+    #[test]
+    fn the_password_is_sent_as_a_scram_verifier() {
+        let sql = password_sql("hunter2'; DROP ROLE x; --");
+        assert!(
+            sql.starts_with("ALTER ROLE cdpctl_eval PASSWORD 'SCRAM-SHA-256$4096:"),
+            "{sql}"
+        );
+        assert!(!sql.contains("hunter2") && !sql.contains("DROP"), "{sql}");
+    }
 }
