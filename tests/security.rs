@@ -805,3 +805,26 @@ async fn eval_login_comes_from_cdpctl_eval_password() {
         out.stderr
     );
 }
+
+/// A stitching queue dropped and created again by hand (without the
+/// evaluation role's grant) is still read: stitching grants it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_created_again_by_hand_is_granted_again() {
+    let fx = fixture(60_000).await;
+    fx.c.batch_execute(
+        "DROP TABLE cdp_ps.customer_events_to_process;
+         CREATE TABLE cdp_ps.customer_events_to_process (
+             seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id uuid NOT NULL);
+         UPDATE cdp_ps.stitching_state SET full_run_pending = false;
+         INSERT INTO cdp_ce.customer_events (id, source_id, type, version, event_time, payload)
+         SELECT gen_random_uuid(), source_id, type, version, event_time, payload
+           FROM cdp_ce.customer_events ORDER BY id LIMIT 1;",
+    )
+    .await
+    .unwrap();
+    let out = run(&mut fx.cli(&["--format", "json", "stitch"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["mode"], "incremental", "{j}");
+    assert_eq!(j["events"], 1, "{j}");
+}

@@ -594,6 +594,28 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
     };
     let setup = Setup::load(db).await?;
     setup.validate(db).await?;
+    if queue_exists && !opts.dry_run {
+        // a queue table created again by hand lacks the evaluation role's
+        // grant, which the extraction of queued events needs
+        let readable: bool = db
+            .client
+            .query_one(
+                &s.substitute(&format!(
+                    "SELECT has_table_privilege({}, format('%I.%I', {{{{ps_lit}}}}, 'customer_events_to_process'), 'SELECT')",
+                    quote_literal(crate::db::eval::ROLE)
+                )),
+                &[],
+            )
+            .await
+            .pg_context(|| "checking the evaluation role's access to the queue".into())?
+            .get(0);
+        if !readable {
+            db.client
+                .batch_execute(&s.substitute("SELECT {{cdpctl}}.grant_eval_role()"))
+                .await
+                .pg_context(|| "granting the evaluation role read access to the queue".into())?;
+        }
+    }
     if opts.dry_run {
         sum.mode = if full_reason.is_some() {
             "full".into()
