@@ -804,6 +804,17 @@ async fn eval_login_comes_from_cdpctl_eval_password() {
         "{}",
         out.stderr
     );
+    // a role that could do more than read is refused (this cluster is the
+    // test's own: the role is per cluster)
+    c.batch_execute("ALTER ROLE cdpctl_eval CREATEDB; GRANT pg_read_server_files TO cdpctl_eval")
+        .await
+        .unwrap();
+    let out = run(&mut cmd(&["reset-context", "--now"], Some("eval-secret")));
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: refusing to evaluate configured SQL as role cdpctl_eval: it must only read, but it has CREATEDB and is a member of pg_read_server_files; fix it as a superuser: ALTER ROLE cdpctl_eval NOCREATEDB; REVOKE pg_read_server_files FROM cdpctl_eval"
+    );
 }
 
 /// A stitching queue dropped and created again by hand (without the

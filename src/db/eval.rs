@@ -52,7 +52,7 @@ impl Eval {
             .map_err(|e| connect_error(&eval, e))?;
         let row = client
             .query_one(
-                "SELECT session_user::text, current_setting('is_superuser') = 'on',
+                "SELECT current_setting('is_superuser') = 'on',
                         r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
                         coalesce((SELECT string_agg(g.rolname::text, ', ' ORDER BY g.rolname)
                                     FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
@@ -63,39 +63,33 @@ impl Eval {
             .await
             .map_err(|e| anyhow::Error::new(PgError::from(e)))
             .context("checking the evaluation role")?;
-        let mut wrong = Vec::new();
-        for (i, what) in [
-            (1, "SUPERUSER"),
-            (2, "CREATEROLE"),
-            (3, "CREATEDB"),
-            (4, "BYPASSRLS"),
-            (5, "REPLICATION"),
-        ] {
-            if row.get::<_, bool>(i) {
-                wrong.push(format!("NO{what}"));
-            }
+        let has: Vec<&str> = [
+            "SUPERUSER",
+            "CREATEROLE",
+            "CREATEDB",
+            "BYPASSRLS",
+            "REPLICATION",
+        ]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| row.get::<_, bool>(*i))
+        .map(|(_, a)| a)
+        .collect();
+        let member_of: String = row.get(5);
+        let (mut wrong, mut fix) = (Vec::new(), Vec::new());
+        if !has.is_empty() {
+            wrong.push(format!("has {}", has.join(", ")));
+            let no: Vec<String> = has.iter().map(|a| format!("NO{a}")).collect();
+            fix.push(format!("ALTER ROLE {ROLE} {}", no.join(" ")));
         }
-        let member_of: String = row.get(6);
-        if row.get::<_, String>(0) != ROLE || !wrong.is_empty() || !member_of.is_empty() {
-            let mut fix = Vec::new();
-            if !wrong.is_empty() {
-                fix.push(format!("ALTER ROLE {ROLE} {}", wrong.join(" ")));
-            }
-            if !member_of.is_empty() {
-                fix.push(format!("REVOKE {member_of} FROM {ROLE}"));
-            }
+        if !member_of.is_empty() {
+            wrong.push(format!("is a member of {member_of}"));
+            fix.push(format!("REVOKE {member_of} FROM {ROLE}"));
+        }
+        if !wrong.is_empty() {
             bail!(
                 "refusing to evaluate configured SQL as role {ROLE}: it must only read, but it {}; fix it as a superuser: {}",
-                if member_of.is_empty() {
-                    format!("has {}", wrong.iter().map(|w| &w[2..]).collect::<Vec<_>>().join(", "))
-                } else if wrong.is_empty() {
-                    format!("is a member of {member_of}")
-                } else {
-                    format!(
-                        "has {} and is a member of {member_of}",
-                        wrong.iter().map(|w| &w[2..]).collect::<Vec<_>>().join(", ")
-                    )
-                },
+                wrong.join(" and "),
                 fix.join("; ")
             );
         }
