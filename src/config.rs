@@ -152,6 +152,11 @@ pub struct SessionConfig {
     /// How often a statement that hit the lock timeout is retried.
     #[serde(default = "d_lock_retries")]
     pub lock_retries: u32,
+    /// `statement_timeout` of every statement holding configured SQL
+    /// (attribute definitions, context queries, stitching value
+    /// expressions, group predicates), in milliseconds; 0 = no limit.
+    #[serde(default = "d_configured_sql_timeout")]
+    pub configured_sql_timeout_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -160,6 +165,7 @@ impl Default for SessionConfig {
             statement_timeout_ms: 0,
             lock_timeout_ms: d_lock_timeout(),
             lock_retries: d_lock_retries(),
+            configured_sql_timeout_ms: d_configured_sql_timeout(),
         }
     }
 }
@@ -228,6 +234,10 @@ fn d_attempt_timeout() -> u64 {
 fn d_lock_timeout() -> u64 {
     5_000
 }
+fn d_configured_sql_timeout() -> u64 {
+    300_000
+}
+
 fn d_lock_retries() -> u32 {
     3
 }

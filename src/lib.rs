@@ -80,7 +80,37 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(run_async(cli))
 }
 
+/// Runs a command; on Ctrl-C or SIGTERM every statement it has running is
+/// cancelled server-side (its transaction rolls back) and the command fails.
+/// A `--watch` loop finishes its batch on the first signal; a second one
+/// cancels.
 pub async fn run_async(cli: Cli) -> Result<()> {
+    let fut = dispatch(cli);
+    tokio::pin!(fut);
+    let mut signals = 0;
+    loop {
+        tokio::select! {
+            res = &mut fut => return res,
+            sig = signals::interrupted() => {
+                signals += 1;
+                if signals == 1 && signals::graceful() {
+                    continue;
+                }
+                db::cancel_all().await;
+                // let the command see its cancelled statement and roll back
+                let msg = signals::interrupted_message(sig);
+                return match tokio::time::timeout(std::time::Duration::from_secs(10), &mut fut).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) if format!("{e}").starts_with("interrupted by") => Err(e),
+                    Ok(Err(e)) => Err(e.context(msg)),
+                    Err(_) => Err(anyhow::anyhow!("{msg}")),
+                };
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Completions(args) => commands::completions::run(args),

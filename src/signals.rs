@@ -25,6 +25,20 @@ pub async fn interrupted() -> &'static str {
     }
 }
 
+/// What a command says when a signal stopped it.
+pub fn interrupted_message(sig: &str) -> String {
+    format!("interrupted by {sig}: the running statements were cancelled server-side and their transactions rolled back; committed work is kept, rerun to continue")
+}
+
+/// Set while a `--watch` loop handles the first signal itself (finishing
+/// its batch); the top level then cancels only on a second signal.
+static GRACEFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when a [`StopFlag`] takes care of the first signal.
+pub fn graceful() -> bool {
+    GRACEFUL.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A flag set once a signal has arrived; `--watch` loops check it between
 /// rounds and finish the current batch first.
 #[derive(Clone, Default)]
@@ -33,6 +47,7 @@ pub struct StopFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
 impl StopFlag {
     /// Starts a background task that sets the flag on SIGINT/SIGTERM.
     pub fn install() -> Self {
+        GRACEFUL.store(true, std::sync::atomic::Ordering::SeqCst);
         let flag = Self::default();
         let f = flag.clone();
         tokio::spawn(async move {

@@ -1,9 +1,9 @@
 //! Context keys: results of queries over the whole customer base (a
 //! key-value store custom queries can read). Stale keys (never computed or
 //! older than the context window) are recomputed before a calculation; each
-//! query runs in a read-only transaction.
+//! query runs on the evaluation session ([`crate::db::eval`]).
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::definition::trim_query;
@@ -82,9 +82,10 @@ pub async fn reset(db: &Db, keys: &[String]) -> Result<u64> {
         .pg_context(|| "marking context keys stale".into())
 }
 
-/// Evaluates the keys' queries read-only (first column of the first row, as
-/// text; no row = NULL). Writes nothing.
-pub async fn evaluate(db: &mut Db, keys: &[String]) -> Result<Vec<ContextValue>> {
+/// Evaluates the keys' queries (first column of the first row, as text; no
+/// row = NULL) on the evaluation session, each as one prepared statement in
+/// a read-only transaction. Writes nothing.
+pub async fn evaluate(db: &Db, keys: &[String]) -> Result<Vec<ContextValue>> {
     let rows = db
         .client
         .query(
@@ -95,6 +96,7 @@ pub async fn evaluate(db: &mut Db, keys: &[String]) -> Result<Vec<ContextValue>>
         )
         .await
         .pg_context(|| "reading context queries".into())?;
+    let eval = db.eval().await?;
     let mut out = Vec::new();
     for r in rows {
         let key: String = r.get(0);
@@ -103,31 +105,27 @@ pub async fn evaluate(db: &mut Db, keys: &[String]) -> Result<Vec<ContextValue>>
         let Some(query) = query else {
             bail!("context \"{key}\": the query is empty; set {}.context.query for this key or delete the key", db.schemas.raw_name("attr"));
         };
-        let tx = db
-            .client
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .context("starting a read-only transaction")?;
-        let res = tx
-            .simple_query(&format!("SELECT * FROM ({query}\n) AS q LIMIT 1"))
-            .await;
-        let _ = tx.rollback().await;
-        let msgs = res.map_err(|e| {
+        // the first column by position, in the text form of its type
+        let sql = format!(
+            "SELECT CASE WHEN num_nulls(q.cdpctl_value) = 0 THEN format('%s', q.cdpctl_value) END
+               FROM ({query}\n) AS q(cdpctl_value) LIMIT 1"
+        );
+        let tx = eval.begin().await?;
+        let res = tx.query(&sql, &[]).await;
+        tx.end().await;
+        let rows = res.map_err(|e| {
+            let cause = match e.downcast_ref::<PgError>() {
+                Some(p) => p.message.clone(),
+                None => format!("{e:#}"),
+            };
             anyhow::anyhow!(
-                "context \"{key}\": {}; fix the query in {}.context (it runs read-only)",
-                PgError::from(e).message,
+                "context \"{key}\": {cause}; fix the query in {}.context (it runs read-only)",
                 db.schemas.raw_name("attr")
             )
         })?;
-        let value = msgs.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-            _ => None,
-        });
         out.push(ContextValue {
             key,
-            value: value.flatten(),
+            value: rows.first().and_then(|r| r.get::<_, Option<String>>(0)),
         });
     }
     Ok(out)

@@ -4,7 +4,8 @@
 //!
 //! Engine: per batch of entities, PostgreSQL evaluates all built-in
 //! attributes' configured expressions in one pass over the batch's events
-//! (read-only transaction) and streams the values out with binary COPY;
+//! (on the read-only evaluation session, see [`crate::db::eval`]) and
+//! streams the values out in binary;
 //! [`aggregate`] reduces them per (entity, attribute) in memory; custom
 //! queries run set-based (one LATERAL query per attribute over the batch,
 //! reading the batch's events copied once into a temporary table). The new
@@ -277,7 +278,6 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
     let settings = Settings::from_config(&db.config)?;
     let batch_size = opts.batch_size.unwrap_or(settings.batch_size).max(1);
     let plan = build_plan(db, &opts.attributes).await?;
-    let partial = !opts.attributes.is_empty();
     let entity_mode = opts.entity.is_some();
     let writes = !opts.dry_run && (!entity_mode || opts.write);
     let mut sum = CalcSummary {
@@ -297,19 +297,8 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
     };
     let s = db.schemas.clone();
 
-    if opts.from_scratch && !opts.dry_run {
-        let tx = db.client.transaction().await?;
-        tx.batch_execute(&s.substitute(
-            "TRUNCATE {{attr}}.customer_attributes;
-             UPDATE {{attr}}.customer_entities SET calculated = NULL WHERE calculated IS NOT NULL;
-             UPDATE {{attr}}.context SET modified = NULL;",
-        ))
-        .await
-        .pg_context(|| "clearing attribute values for --from-scratch".into())?;
-        tx.commit().await.context("committing --from-scratch")?;
-    }
-
-    // Context first: custom queries read it.
+    // Context first: custom queries read it, on the evaluation session, so
+    // it is committed before the values are calculated.
     let stale = if opts.from_scratch {
         context::resolve_keys(db, &[]).await?
     } else {
@@ -324,6 +313,94 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
         }
     }
 
+    // --from-scratch replaces every value in one transaction: until it
+    // commits everyone keeps seeing the old values, and a failed or killed
+    // run leaves them as they were.
+    let atomic = opts.from_scratch && !opts.dry_run;
+    if atomic {
+        db.client
+            .batch_execute("BEGIN")
+            .await
+            .pg_context(|| "starting the --from-scratch transaction".into())?;
+        match db
+            .client
+            .execute(
+                &s.substitute("DELETE FROM {{attr}}.customer_attributes"),
+                &[],
+            )
+            .await
+            .pg_context(|| "clearing attribute values for --from-scratch".into())
+        {
+            Ok(n) => sum.values_deleted = n,
+            Err(e) => {
+                let _ = db.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    let res = calculate_batches(
+        db, opts, &settings, &plan, batch_size, atomic, &mut sum, out,
+    )
+    .await;
+    if atomic {
+        match &res {
+            Ok(()) => db
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .pg_context(|| "committing --from-scratch".into())?,
+            Err(_) => {
+                let _ = db.client.batch_execute("ROLLBACK").await;
+            }
+        }
+    }
+    if let Err(e) = res {
+        return Err(if atomic {
+            e.context("--from-scratch rolled back: the previous attribute values are kept")
+        } else {
+            e
+        });
+    }
+    if writes && !entity_mode {
+        let refresh = match opts.cache {
+            CacheMode::Skip => false,
+            CacheMode::Refresh => true,
+            CacheMode::Auto => {
+                opts.from_scratch || cache::is_stale(db, settings.cache_max_age_hours).await?
+            }
+        };
+        if refresh {
+            cache::refresh(db, settings.cache_values_per_attribute).await?;
+            sum.cache_refreshed = true;
+        }
+    }
+    sum.seconds = started.elapsed().as_secs_f64();
+    if writes {
+        if !entity_mode {
+            record_run(db, &sum, started_at).await?;
+        }
+        after_write(db, &sum).await?;
+    }
+    Ok(sum)
+}
+
+/// The batches of one calculation: select the due entities by key, evaluate,
+/// write. With `nested` the writes go into the caller's open transaction.
+#[allow(clippy::too_many_arguments)]
+async fn calculate_batches(
+    db: &Db,
+    opts: &CalcOptions,
+    settings: &Settings,
+    plan: &Plan,
+    batch_size: usize,
+    nested: bool,
+    sum: &mut CalcSummary,
+    out: &Output,
+) -> Result<()> {
+    let s = db.schemas.clone();
+    let partial = !opts.attributes.is_empty();
+    let entity_mode = opts.entity.is_some();
+    let writes = !opts.dry_run && (!entity_mode || opts.write);
     // Which entities.
     let cutoff: chrono::NaiveDateTime = db
         .client
@@ -408,7 +485,7 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             .collect();
         last = due.last().map(|d| d.id.clone());
         load_batch(db, &due).await?;
-        let (acc, t_pass, t_custom) = db.cancellable(evaluate(db, &plan, due.len())).await?;
+        let (acc, t_pass, t_custom) = db.cancellable(evaluate(db, plan, due.len())).await?;
         sum.seconds_pass += t_pass;
         sum.seconds_custom += t_custom;
         let t_write = Instant::now();
@@ -416,7 +493,11 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             skipped_nn[a] += acc.skipped_not_numeric[a];
             skipped_bw[a] += acc.skipped_bad_weight[a];
         }
-        let res = write_with_retry(db, &plan, &acc, &due, writes, !partial).await?;
+        let res = db
+            .cancellable(write_with_retry(
+                db, plan, &acc, &due, writes, !partial, nested,
+            ))
+            .await?;
         sum.seconds_write += t_write.elapsed().as_secs_f64();
         sum.entities_calculated += res.present;
         sum.entities_changed += res.changed_entities;
@@ -443,27 +524,7 @@ pub async fn calculate(db: &mut Db, opts: &CalcOptions, out: &Output) -> Result<
             bad_weight: skipped_bw[a],
         })
         .collect();
-    if writes && !entity_mode {
-        let refresh = match opts.cache {
-            CacheMode::Skip => false,
-            CacheMode::Refresh => true,
-            CacheMode::Auto => {
-                opts.from_scratch || cache::is_stale(db, settings.cache_max_age_hours).await?
-            }
-        };
-        if refresh {
-            cache::refresh(db, settings.cache_values_per_attribute).await?;
-            sum.cache_refreshed = true;
-        }
-    }
-    sum.seconds = started.elapsed().as_secs_f64();
-    if writes {
-        if !entity_mode {
-            record_run(db, &sum, started_at).await?;
-        }
-        after_write(db, &sum).await?;
-    }
-    Ok(sum)
+    Ok(())
 }
 
 fn uuid_check(id: &str) -> Result<()> {
@@ -501,8 +562,9 @@ async fn record_run(
     Ok(())
 }
 
-/// Fills the batch table (idx = position in `due`).
-async fn load_batch(db: &mut Db, due: &[Due]) -> Result<()> {
+/// Fills the batch table (idx = position in `due`) of both sessions: the
+/// evaluation reads it, the write side joins it.
+async fn load_batch(db: &Db, due: &[Due]) -> Result<()> {
     db.client
         .batch_execute(&format!("TRUNCATE {BATCH}, {STAGE}"))
         .await
@@ -513,16 +575,29 @@ async fn load_batch(db: &mut Db, due: &[Due]) -> Result<()> {
         .await
         .pg_context(|| "loading the batch".into())?;
     let mut w = TextCopy::new(sink, "the batch table");
+    let eval = db.eval().await?;
+    eval.scratch(&format!("TRUNCATE {BATCH}"), "clearing the batch table")
+        .await?;
+    let sink = eval
+        .copy_in(
+            &format!("COPY {BATCH} (idx, id) FROM STDIN"),
+            "loading the batch",
+        )
+        .await?;
+    let mut e = TextCopy::new(sink, "the evaluation's batch table");
     for (i, d) in due.iter().enumerate() {
         let idx = i.to_string();
         w.row(&[Some(&idx), Some(&d.id), Some(&d.seen)]).await?;
+        e.row(&[Some(&idx), Some(&d.id)]).await?;
     }
     w.finish().await?;
+    e.finish().await?;
     db.client
         .batch_execute(&format!("ANALYZE {BATCH}"))
         .await
         .pg_context(|| "analyzing the batch table".into())?;
-    Ok(())
+    eval.scratch(&format!("ANALYZE {BATCH}"), "analyzing the batch table")
+        .await
 }
 
 fn weight_of(w1: Option<&str>, w2: Option<&str>, has1: bool, has2: bool) -> Option<Decimal> {
@@ -564,55 +639,30 @@ async fn evaluate_into(
     if materialized {
         plan::fill_events(db).await?;
     }
-    db.client
-        .batch_execute("BEGIN READ ONLY")
-        .await
-        .pg_context(|| "starting a read-only transaction".into())?;
+    let tx = db.eval().await?.begin().await?;
     let res = async {
         if !plan.builtin.is_empty() {
-            let mut types = vec![Type::INT4, Type::TIMESTAMPTZ, Type::UUID];
-            for (_, layout) in &plan.builtin {
-                match layout {
-                    Layout::Scalar { weight } => {
-                        types.push(Type::TEXT);
-                        if *weight {
-                            types.push(Type::TEXT);
-                        }
-                    }
-                    Layout::Array { .. } => types.push(Type::TEXT_ARRAY),
-                }
-            }
-            let stream = db
-                .client
-                .copy_out(&format!(
-                    "COPY ({}) TO STDOUT (FORMAT binary)",
-                    if materialized {
-                        &plan.pass_sql_materialized
-                    } else {
-                        &plan.pass_sql
-                    }
-                ))
-                .await
-                .pg_context(|| "evaluating the attribute definitions".into())?;
-            let rows = BinaryCopyOutStream::new(stream, &types);
-            pin_mut!(rows);
-            while let Some(row) = rows.next().await {
-                let row = row.pg_context(|| "evaluating the attribute definitions".into())?;
-                let idx = match row.get::<Raw>(0).0 {
+            let sql = if materialized {
+                &plan.pass_sql_materialized
+            } else {
+                &plan.pass_sql
+            };
+            tx.for_each(sql, &[], |row| {
+                let idx = match row.get::<_, Raw>(0).0 {
                     Some(b) if b.len() == 4 => i32::from_be_bytes(b.try_into().unwrap()) as usize,
-                    _ => continue,
+                    _ => return Ok(()),
                 };
-                let time = copy::timestamp(row.get::<Raw>(1).0);
-                let id = copy::uuid(row.get::<Raw>(2).0);
+                let time = copy::timestamp(row.get::<_, Raw>(1).0);
+                let id = copy::uuid(row.get::<_, Raw>(2).0);
                 let mut col = 3;
                 for (i, layout) in &plan.builtin {
                     let weighted = plan.defs[*i].kind.weighted();
                     match *layout {
                         Layout::Scalar { weight } => {
-                            if let Some(v) = row.get::<Raw>(col).0 {
+                            if let Some(v) = row.get::<_, Raw>(col).0 {
                                 let w = if weighted {
                                     if weight {
-                                        row.get::<Raw>(col + 1)
+                                        row.get::<_, Raw>(col + 1)
                                             .0
                                             .and_then(|w| Decimal::parse(copy::text(w)))
                                     } else {
@@ -625,7 +675,7 @@ async fn evaluate_into(
                             }
                         }
                         Layout::Array { w1, w2 } => {
-                            if let Some(raw) = row.get::<Raw>(col).0 {
+                            if let Some(raw) = row.get::<_, Raw>(col).0 {
                                 let elems = copy::text_array(raw);
                                 let stride = if weighted {
                                     1 + w1 as usize + w2 as usize
@@ -658,38 +708,36 @@ async fn evaluate_into(
                     }
                     col += layout.columns();
                 }
-            }
+                Ok(())
+            })
+            .await
+            .context("evaluating the attribute definitions")?;
         }
         times.0 = t.elapsed().as_secs_f64();
         let t = Instant::now();
         for &(i, numeric) in &plan.customs {
             let d = &plan.defs[i];
-            let stream = db
-                .client
-                .copy_out(&format!(
-                    "COPY ({}) TO STDOUT (FORMAT binary)",
-                    plan::custom_sql(d, numeric)
-                ))
-                .await
-                .pg_context(|| format!("attribute \"{}\": custom query", d.id))?;
-            let rows = BinaryCopyOutStream::new(stream, &[Type::INT4, Type::TEXT]);
-            pin_mut!(rows);
-            while let Some(row) = rows.next().await {
-                let row = row.pg_context(|| format!("attribute \"{}\": custom query", d.id))?;
-                let (Some(idx), Some(v)) = (row.get::<Raw>(0).0, row.get::<Raw>(1).0) else {
-                    continue;
+            tx.for_each(&plan::custom_sql(d, numeric), &[], |row| {
+                let (Some(idx), Some(v)) = (row.get::<_, Raw>(0).0, row.get::<_, Raw>(1).0) else {
+                    return Ok(());
                 };
                 let idx = i32::from_be_bytes(idx.try_into().unwrap_or([0; 4])) as usize;
                 acc.add(idx, i, copy::text(v), None, 0, 0);
-            }
+                Ok(())
+            })
+            .await
+            .with_context(|| format!("attribute \"{}\": custom query", d.id))?;
         }
-        resolve_text_extremes(db, acc).await?;
         times.1 = t.elapsed().as_secs_f64();
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    let _ = db.client.batch_execute("ROLLBACK").await;
-    res
+    tx.end().await;
+    res?;
+    let t = Instant::now();
+    resolve_text_extremes(db, acc).await?;
+    times.1 += t.elapsed().as_secs_f64();
+    Ok(())
 }
 
 /// Compares the values of every `max`/`min` of the batch that is not all
@@ -732,31 +780,27 @@ async fn diagnose(db: &Db, plan: &Plan, err: anyhow::Error) -> anyhow::Error {
     if msg.starts_with("attribute \"") {
         return anyhow!("{msg}; fix the definition (it runs read-only), nothing was written");
     }
+    let Ok(eval) = db.eval().await else {
+        return err.context("evaluating the attribute definitions; nothing was written");
+    };
     let scope = plan::events_scope(db);
     for (i, layout) in &plan.builtin {
         let d = &plan.defs[*i];
         let sql = format!(
-            "COPY (SELECT {} FROM {scope}) TO STDOUT",
+            "SELECT {} FROM {scope}",
             plan::columns(d, *layout).join(", ")
         );
-        if db.client.batch_execute("BEGIN READ ONLY").await.is_err() {
-            break;
-        }
-        let res = async {
-            let stream = db.client.copy_out(&sql).await?;
-            pin_mut!(stream);
-            while let Some(chunk) = stream.next().await {
-                chunk?;
-            }
-            Ok::<(), tokio_postgres::Error>(())
-        }
-        .await;
-        let _ = db.client.batch_execute("ROLLBACK").await;
+        let Ok(tx) = eval.begin().await else { break };
+        let res = tx.for_each(&sql, &[], |_| Ok(())).await;
+        tx.end().await;
         if let Err(e) = res {
+            let cause = match e.downcast_ref::<crate::db::PgError>() {
+                Some(p) => p.message.clone(),
+                None => format!("{e:#}"),
+            };
             return anyhow!(
-                "attribute \"{}\": {}; fix the definition (it runs read-only), nothing was written",
-                d.id,
-                crate::db::PgError::from(e).message
+                "attribute \"{}\": {cause}; fix the definition (it runs read-only), nothing was written",
+                d.id
             );
         }
     }
@@ -773,17 +817,18 @@ struct WriteResult {
 }
 
 async fn write_with_retry(
-    db: &mut Db,
+    db: &Db,
     plan: &Plan,
     acc: &Accumulator,
     due: &[Due],
     apply: bool,
     mark: bool,
+    nested: bool,
 ) -> Result<WriteResult> {
     let retries = db.config.session.lock_retries;
     let mut attempt = 0;
     loop {
-        match write_batch(db, plan, acc, due, apply, mark).await {
+        match write_batch(db, plan, acc, due, apply, mark, nested).await {
             Err(e) if crate::db::is_retryable(&e) && attempt < retries => {
                 attempt += 1;
                 let base = 100u64 << attempt.min(6);
@@ -804,9 +849,51 @@ async fn write_with_retry(
 }
 
 /// Diffs the batch's new values against the stored ones and (if `apply`)
-/// writes the changed pairs, journals them and marks the entities.
+/// writes the changed pairs, journals them and marks the entities: one
+/// transaction, or a savepoint of the caller's (`nested`).
 async fn write_batch(
-    db: &mut Db,
+    db: &Db,
+    plan: &Plan,
+    acc: &Accumulator,
+    due: &[Due],
+    apply: bool,
+    mark: bool,
+    nested: bool,
+) -> Result<WriteResult> {
+    let (begin, commit, rollback) = if nested {
+        (
+            "SAVEPOINT cdpctl_write",
+            "RELEASE SAVEPOINT cdpctl_write",
+            "ROLLBACK TO SAVEPOINT cdpctl_write; RELEASE SAVEPOINT cdpctl_write",
+        )
+    } else {
+        ("BEGIN", "COMMIT", "ROLLBACK")
+    };
+    db.client
+        .batch_execute(begin)
+        .await
+        .pg_context(|| "starting the write transaction".into())?;
+    match write_batch_in(db, plan, acc, due, apply, mark).await {
+        Ok(res) if apply => {
+            db.client
+                .batch_execute(commit)
+                .await
+                .pg_context(|| "committing attribute values".into())?;
+            Ok(res)
+        }
+        Ok(res) => {
+            db.client.batch_execute(rollback).await.ok();
+            Ok(res)
+        }
+        Err(e) => {
+            db.client.batch_execute(rollback).await.ok();
+            Err(e)
+        }
+    }
+}
+
+async fn write_batch_in(
+    db: &Db,
     plan: &Plan,
     acc: &Accumulator,
     due: &[Due],
@@ -821,7 +908,7 @@ async fn write_batch(
         .enumerate()
         .map(|(i, d)| (d.id.as_str(), i))
         .collect();
-    let tx = db.client.transaction().await?;
+    let tx = &db.client;
     // Lock the batch's entities (stitching may merge or delete them
     // meanwhile) and mark them calculated in one statement: an entity whose
     // row changed since it was selected (new events, a merge) stays due.
@@ -921,7 +1008,6 @@ async fn write_batch(
         }
     }
     if !apply {
-        tx.rollback().await.ok();
         return Ok(res);
     }
     if !changed_pairs.is_empty() {
@@ -1006,7 +1092,6 @@ async fn write_batch(
         res.deleted = 0;
         res.inserted = 0;
     }
-    tx.commit().await.context("committing attribute values")?;
     Ok(res)
 }
 

@@ -220,27 +220,45 @@ pub fn base_cte() -> String {
     )
 }
 
-/// Copies the batch's events into [`EVENTS`] (one join of the event tables
-/// per batch), indexed by entity, and analyzes it.
+/// Copies the batch's events into [`EVENTS`] on the evaluation session (one
+/// join of the event tables per batch), indexed by entity, and analyzes it.
 pub async fn fill_events(db: &Db) -> Result<()> {
-    use crate::db::PgResultExt;
-    let s = &db.schemas;
-    db.client
-        .batch_execute(&format!(
-            "TRUNCATE {EVENTS};
-             DROP INDEX IF EXISTS pg_temp.cdpctl_calc_events_idx;
-             INSERT INTO {EVENTS} (idx, id, source_id, type, version, event_time, payload)
-             SELECT b.idx, ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
-               FROM {BATCH} b
-               JOIN {ps}.event_entities ee ON ee.entity_id = b.id
-               JOIN {ce}.customer_events ev ON ev.id = ee.event_id;
-             CREATE INDEX cdpctl_calc_events_idx ON {EVENTS} (idx);
-             ANALYZE {EVENTS};",
-            ps = s.ps,
-            ce = s.ce
-        ))
+    db.eval()
+        .await?
+        .scratch(
+            &fill_events_sql(db),
+            "copying the batch's events into a temporary table",
+        )
         .await
-        .pg_context(|| "copying the batch's events into a temporary table".into())
+}
+
+/// The statements of [`fill_events`] (the session must have [`BATCH`] and
+/// [`EVENTS`], see [`events_table_sql`]).
+pub fn fill_events_sql(db: &Db) -> String {
+    let s = &db.schemas;
+    format!(
+        "TRUNCATE {EVENTS};
+         DROP INDEX IF EXISTS pg_temp.cdpctl_calc_events_idx;
+         INSERT INTO {EVENTS} (idx, id, source_id, type, version, event_time, payload)
+         SELECT b.idx, ev.id, ev.source_id, ev.type, ev.version, ev.event_time, ev.payload
+           FROM {BATCH} b
+           JOIN {ps}.event_entities ee ON ee.entity_id = b.id
+           JOIN {ce}.customer_events ev ON ev.id = ee.event_id;
+         CREATE INDEX cdpctl_calc_events_idx ON {EVENTS} (idx);
+         ANALYZE {EVENTS};",
+        ps = s.ps,
+        ce = s.ce
+    )
+}
+
+/// Creates [`EVENTS`] in a session (idempotent).
+pub fn events_table_sql(db: &Db) -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
+           SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
+             FROM {ce}.customer_events WITH NO DATA",
+        ce = db.schemas.ce
+    )
 }
 
 /// A custom attribute over every entity of the batch: `idx, value` (reads
@@ -273,27 +291,34 @@ pub fn custom_shape_sql(db: &Db, d: &Definition) -> String {
     )
 }
 
-/// Creates the session's temporary tables (idempotent).
-/// Also tunes the session for short analytic statements: no JIT (compiling
-/// the pass's expressions costs more than it saves on a batch), and local
-/// buffers large enough for a batch's events (only settable before the
-/// session touches a temporary table, so a failure is ignored).
+/// Creates the temporary tables of the calculation (idempotent): the batch
+/// and the changed pairs on the main session (the write side), the batch
+/// and its events on the evaluation session (where configured SQL reads
+/// them). The evaluation session gets local buffers large enough for a
+/// batch's events (only settable before it touches a temporary table, so a
+/// failure is ignored).
 pub async fn ensure_temp_tables(db: &Db) -> Result<()> {
     use crate::db::PgResultExt;
-    let _ = db.client.batch_execute("SET temp_buffers = '256MB'").await;
     db.client
         .batch_execute(&format!(
-            "SET jit = off;
-             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
+            "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
              CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_changed (idx int4 NOT NULL, items text[] NOT NULL);
-             CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_events AS
-               SELECT 0::int4 AS idx, id, source_id, type, version, event_time, payload
-                 FROM {ce}.customer_events WITH NO DATA;
-             TRUNCATE {BATCH}, {STAGE}, {EVENTS};",
-            ce = db.schemas.ce
+             TRUNCATE {BATCH}, {STAGE};"
         ))
         .await
-        .pg_context(|| "creating the temporary tables of the calculation".into())
+        .pg_context(|| "creating the temporary tables of the calculation".into())?;
+    let eval = db.eval().await?;
+    let _ = eval.scratch("SET temp_buffers = '256MB'", "").await;
+    eval.scratch(
+        &format!(
+            "CREATE TEMP TABLE IF NOT EXISTS cdpctl_calc_batch (idx int4 PRIMARY KEY, id uuid NOT NULL, seen text);
+             {};
+             TRUNCATE {BATCH}, {EVENTS};",
+            events_table_sql(db)
+        ),
+        "creating the temporary tables of the evaluation",
+    )
+    .await
 }
 
 fn pg_message(e: tokio_postgres::Error) -> String {
@@ -310,13 +335,15 @@ fn is_srf_in_case(e: &tokio_postgres::Error) -> bool {
 /// Validates every definition against the database and builds the plan.
 /// Errors (one per broken attribute, each naming it) are returned together.
 pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan, Vec<String>> {
+    // on the evaluation session, only prepared (parsed and described)
+    let eval = db.eval().await.map_err(|e| vec![format!("{e:#}")])?;
     let scope = events_scope(db);
     let mut errors = Vec::new();
     let mut builtin = Vec::new();
     let mut customs = Vec::new();
     for (i, d) in defs.iter().enumerate() {
         if d.kind == Kind::Custom {
-            match db.client.prepare(&custom_shape_sql(db, d)).await {
+            match eval.prepare(&custom_shape_sql(db, d)).await {
                 Err(e) => errors.push(format!(
                     "attribute \"{}\": custom query: {}",
                     d.id,
@@ -336,7 +363,7 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                     }
                     let numeric =
                         stmt.columns()[0].type_() == &tokio_postgres::types::Type::NUMERIC;
-                    if let Err(e) = db.client.prepare(&custom_sql(d, numeric)).await {
+                    if let Err(e) = eval.prepare(&custom_sql(d, numeric)).await {
                         errors.push(format!(
                             "attribute \"{}\": custom query: {}",
                             d.id,
@@ -352,11 +379,11 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
         let mut layout = layout_for(d, false);
         let probe =
             |layout: Layout| format!("SELECT {} FROM {scope}", columns(d, layout).join(", "));
-        let mut res = db.client.prepare(&probe(layout)).await;
+        let mut res = eval.prepare(&probe(layout)).await;
         if let Err(e) = &res {
             if is_srf_in_case(e) || (matches!(layout, Layout::Scalar { .. }) && srf_hint(e)) {
                 layout = layout_for(d, true);
-                res = db.client.prepare(&probe(layout)).await;
+                res = eval.prepare(&probe(layout)).await;
             }
         }
         match res {
@@ -377,7 +404,7 @@ pub async fn prepare(db: &Db, defs: Vec<Definition>) -> std::result::Result<Plan
                 "SELECT CASE WHEN e.cdpctl_idx IS NOT NULL THEN ({})::text END FROM {scope}",
                 d.value
             );
-            if let Err(e) = db.client.prepare(&probe).await {
+            if let Err(e) = eval.prepare(&probe).await {
                 if is_srf_in_case(&e) {
                     fixed.push((i, layout_for(d, true)));
                     continue;

@@ -86,6 +86,7 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
 pub async fn post_migrate(db: &mut crate::db::Db) -> Result<Vec<String>> {
     let mut changed = Vec::new();
     changed.extend(crate::history::capture::install(db).await?);
+    changed.extend(crate::db::eval::install(db).await?);
     Ok(changed)
 }
 
@@ -93,5 +94,6 @@ pub async fn post_migrate(db: &mut crate::db::Db) -> Result<Vec<String>> {
 pub async fn post_migrate_sql(db: &crate::db::Db) -> Result<Vec<String>> {
     let mut sql = Vec::new();
     sql.extend(crate::history::capture::dry_run_sql(db).await?);
+    sql.extend(crate::db::eval::install_dry_run());
     Ok(sql)
 }

@@ -4,10 +4,12 @@
 //! through a [`Db`].
 
 pub mod conninfo;
+pub mod eval;
 pub mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -444,16 +446,77 @@ impl ConnectParams {
         self.connect_as(None, command).await
     }
 
+    /// Opens one connection named `application_name` (registered for
+    /// cancellation on Ctrl-C/SIGTERM like every connection).
+    pub async fn connect_with(&self, application_name: &str) -> Result<Client> {
+        self.open(None, application_name).await
+    }
+
+    /// The same server, database and TLS settings for another role (its
+    /// password, or none: trust/peer as the server's pg_hba.conf says).
+    pub fn for_role(&self, user: &str, password: Option<String>) -> ConnectParams {
+        let src = &self.pg;
+        let mut pg = PgConnConfig::new();
+        for h in src.get_hosts() {
+            match h {
+                tokio_postgres::config::Host::Tcp(h) => {
+                    pg.host(h);
+                }
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => {
+                    pg.host_path(p);
+                }
+            }
+        }
+        for a in src.get_hostaddrs() {
+            pg.hostaddr(*a);
+        }
+        for p in src.get_ports() {
+            pg.port(*p);
+        }
+        if let Some(d) = src.get_dbname() {
+            pg.dbname(d);
+        }
+        if let Some(o) = src.get_options() {
+            pg.options(o);
+        }
+        if let Some(t) = src.get_connect_timeout() {
+            pg.connect_timeout(*t);
+        }
+        pg.ssl_mode(src.get_ssl_mode());
+        pg.keepalives(src.get_keepalives());
+        pg.keepalives_idle(src.get_keepalives_idle());
+        pg.target_session_attrs(src.get_target_session_attrs());
+        pg.channel_binding(src.get_channel_binding());
+        pg.user(user);
+        if let Some(pw) = password {
+            pg.password(pw);
+        }
+        let mut base = self.without_password(user);
+        if let Some(pw) = pg.get_password() {
+            base.password(pw);
+        }
+        ConnectParams {
+            pg,
+            base,
+            ..self.clone()
+        }
+    }
+
     /// Opens one connection, as `user` when given, trying the hosts in
     /// order: no TLS over a Unix socket; `allow` tries without TLS, then
     /// with; `prefer` the other way round.
     pub async fn connect_as(&self, user: Option<&str>, command: &str) -> Result<Client> {
+        self.open(user, &format!("cdpctl {command}")).await
+    }
+
+    async fn open(&self, user: Option<&str>, application_name: &str) -> Result<Client> {
         use tokio_postgres::config::SslMode as M;
         let tls = self.tls()?;
         let mut last = None;
         for t in &self.targets {
             let mut cfg = self.target_config(t, user);
-            cfg.application_name(format!("cdpctl {command}"));
+            cfg.application_name(application_name);
             let modes: &[M] = if t.host.starts_with('/') {
                 &[M::Disable]
             } else {
@@ -471,6 +534,7 @@ impl ConnectParams {
                         tokio::spawn(async move {
                             let _ = connection.await;
                         });
+                        register(&client, self);
                         return Ok(client);
                     }
                     Err(e) => {
@@ -621,6 +685,7 @@ pub struct Db {
     pub config: Config,
     pub params: ConnectParams,
     pub command: String,
+    eval: tokio::sync::OnceCell<eval::Eval>,
 }
 
 impl Db {
@@ -634,7 +699,16 @@ impl Db {
             config: config.clone(),
             params: params.clone(),
             command: command.to_string(),
+            eval: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The evaluation session configured SQL runs in (opened on first use,
+    /// as the unprivileged role [`eval::ROLE`]).
+    pub async fn eval(&self) -> Result<&eval::Eval> {
+        self.eval
+            .get_or_try_init(|| eval::Eval::connect(&self.params, &self.config, &self.command))
+            .await
     }
 
     /// A further connection with the same settings (parallel workers, the
@@ -710,13 +784,11 @@ impl Db {
     /// cancelled server-side, the open transaction rolls back and an error
     /// says so.
     pub async fn cancellable<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let token = self.client.cancel_token();
         tokio::select! {
             res = fut => res,
             sig = crate::signals::interrupted() => {
-                let tls = tls::make_tls(self.params.ssl, self.params.root_cert.as_deref())?;
-                let _ = token.cancel_query(tls).await;
-                Err(anyhow!("interrupted by {sig}: the running statement was cancelled and its transaction rolled back; committed work is kept, rerun to continue"))
+                cancel_all().await;
+                Err(anyhow!("{}", crate::signals::interrupted_message(sig)))
             }
         }
     }
@@ -866,4 +938,34 @@ impl<T> PgResultExt<T> for std::result::Result<T, tokio_postgres::Error> {
     fn pg_context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| anyhow::Error::new(PgError::from(e)).context(what()))
     }
+}
+
+/// The connections this process opened (the most recent ones), so a
+/// signal can cancel whatever each of them is running, server-side.
+static OPEN: Mutex<
+    Vec<(
+        tokio_postgres::CancelToken,
+        SslMode,
+        Option<std::path::PathBuf>,
+    )>,
+> = Mutex::new(Vec::new());
+
+fn register(client: &Client, params: &ConnectParams) {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if open.len() >= 64 {
+        open.remove(0);
+    }
+    open.push((client.cancel_token(), params.ssl, params.root_cert.clone()));
+}
+
+/// Cancels the running statement of every open connection (main, workers,
+/// evaluation), server-side; their open transactions then roll back.
+pub async fn cancel_all() {
+    let open: Vec<_> = OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let cancels = open.into_iter().map(|(token, ssl, cert)| async move {
+        if let Ok(tls) = tls::make_tls(ssl, cert.as_deref()) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), token.cancel_query(tls)).await;
+        }
+    });
+    futures_util::future::join_all(cancels).await;
 }

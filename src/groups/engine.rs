@@ -8,9 +8,11 @@
 //!    that change with time), incremental (the entities whose journal rows
 //!    touch the group's dependencies), or skipped.
 //! 3. Evaluate in batches: one feature statement per batch for all groups
-//!    involved, then one set-based statement per group that writes the
-//!    membership differences. Group predicates (which may hold configured
-//!    custom SQL) run only inside READ ONLY transactions.
+//!    involved, then one set-based statement per group that finds the
+//!    membership differences. Both run on the evaluation session (group
+//!    predicates may hold configured custom SQL): prepared, read-only, as
+//!    the unprivileged role; the differences stream back into the main
+//!    session by COPY.
 //! 4. Apply the differences, the member journal, the segment queue of linked
 //!    groups and the group bookkeeping, and delete the consumed journal rows,
 //!    in one transaction.
@@ -26,6 +28,7 @@ use tokio_postgres::Client;
 use super::rules::{self, Batch, Compiled, SqlEnv};
 use super::{load_groups, Group, Settings};
 use crate::db::{quote_literal, Db, PgResultExt, Schemas};
+use crate::stitch::copy::CopyWriter;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -210,6 +213,18 @@ pub async fn run(
     )
     .await
     .pg_context(|| "creating the run's temp tables".into())?;
+    // the evaluation session's: the batch's candidates and features, which
+    // the predicates read
+    db.eval()
+        .await?
+        .scratch(
+            "DROP TABLE IF EXISTS pg_temp.grp_cand, pg_temp.grp_batch, pg_temp.grp_feat;
+             CREATE TEMP TABLE grp_cand (group_id text, id uuid);
+             CREATE INDEX ON grp_cand (group_id, id);
+             CREATE TEMP TABLE grp_batch (id uuid PRIMARY KEY);",
+            "creating the evaluation's temp tables",
+        )
+        .await?;
 
     let mut report = RunReport {
         now: now.to_rfc3339(),
@@ -391,26 +406,18 @@ pub async fn run(
     for (lo, hi) in &ranges {
         let needed: Vec<&Plan> = full.clone();
         evaluate_batch(
-            c,
-            &s,
+            db,
             &env,
             &Batch::Range(lo.clone(), hi.clone()),
             &needed,
             true,
+            all_full,
         )
         .await
         .map(|t| {
             phase.0 += t.0;
             phase.1 += t.1;
         })?;
-        if all_full {
-            exec(
-                c,
-                "INSERT INTO grp_seen SELECT id FROM grp_feat",
-                "recording evaluated entities",
-            )
-            .await?;
-        }
         if let Some(pb) = progress {
             pb.inc(1);
         }
@@ -440,11 +447,11 @@ pub async fn run(
             .filter(|p| present.contains(&p.group.id))
             .collect();
         evaluate_batch(
-            c,
-            &s,
+            db,
             &env,
             &Batch::Table("grp_batch".into()),
             &needed,
+            false,
             false,
         )
         .await
@@ -527,17 +534,25 @@ pub async fn run(
 }
 
 /// Features for one batch, then each group's differences into grp_diff.
+/// Both run on the evaluation session (the predicates may hold configured
+/// SQL): the features into its temporary table, then one read-only,
+/// prepared statement per group whose rows (the entities to add or remove)
+/// stream into grp_diff on the main session by COPY. With `seen`, the
+/// batch's entities are also recorded in grp_seen.
 async fn evaluate_batch(
-    c: &Client,
-    s: &Schemas,
+    db: &Db,
     env: &SqlEnv,
     batch: &Batch,
     plans: &[&Plan],
     full: bool,
+    seen: bool,
 ) -> Result<(f64, f64)> {
     if plans.is_empty() {
         return Ok((0.0, 0.0));
     }
+    let s = &db.schemas;
+    let c = &db.client;
+    let eval = db.eval().await?;
     let t0 = Instant::now();
     let mut attrs = BTreeSet::new();
     let mut acts = BTreeMap::new();
@@ -550,23 +565,39 @@ async fn evaluate_batch(
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
     }
-    exec(
-        c,
-        "DROP TABLE IF EXISTS pg_temp.grp_feat",
-        "dropping the feature table",
-    )
-    .await?;
-    exec(
-        c,
-        &rules::features_sql(env, "grp_feat", batch, &attrs, &acts),
+    if let Batch::Table(_) = batch {
+        // the batch's candidates, from the main session's tables
+        eval.scratch(
+            "TRUNCATE grp_cand, grp_batch",
+            "clearing the evaluation's batch",
+        )
+        .await?;
+        relay(
+            c,
+            "SELECT c.group_id, c.id FROM grp_cand c JOIN grp_batch b ON b.id = c.id",
+            eval,
+            "grp_cand (group_id, id)",
+        )
+        .await?;
+        eval.scratch(
+            "INSERT INTO grp_batch SELECT DISTINCT id FROM grp_cand; ANALYZE grp_cand; ANALYZE grp_batch",
+            "filling the evaluation's batch",
+        )
+        .await?;
+    }
+    eval.scratch(
+        &format!(
+            "DROP TABLE IF EXISTS pg_temp.grp_feat; {}; ANALYZE grp_feat",
+            rules::features_sql(env, "grp_feat", batch, &attrs, &acts)
+        ),
         "computing the batch's features",
     )
     .await?;
-    exec(c, "ANALYZE grp_feat", "analyzing the batch's features").await?;
     let features = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    c.batch_execute("BEGIN READ ONLY").await?;
+    let tx = eval.begin().await?;
     let res = async {
+        let mut w = CopyWriter::start(c, "grp_diff (group_id, entity_id, verb)", "grp_diff").await?;
         for p in plans {
             let g = quote_literal(&p.group.id);
             let sql = if full {
@@ -582,8 +613,7 @@ async fn evaluate_batch(
                     range.push_str(&format!(" AND m.entity_id <= {}::uuid", quote_literal(hi)));
                 }
                 format!(
-                    "INSERT INTO grp_diff (group_id, entity_id, verb)
-                     SELECT {g}, coalesce(x.id, m.entity_id), CASE WHEN x.id IS NULL THEN 'remove' ELSE 'add' END
+                    "SELECT coalesce(x.id, m.entity_id), x.id IS NULL
                        FROM (SELECT e.id FROM grp_feat e WHERE {pred}) x
                        FULL JOIN (SELECT m.entity_id FROM {aud}.group_members m WHERE m.group_id = {g}{range}) m ON m.entity_id = x.id
                       WHERE x.id IS NULL OR m.entity_id IS NULL",
@@ -592,8 +622,7 @@ async fn evaluate_batch(
                 )
             } else {
                 format!(
-                    "INSERT INTO grp_diff (group_id, entity_id, verb)
-                     SELECT {g}, c.id, CASE WHEN x.id IS NULL THEN 'remove' ELSE 'add' END
+                    "SELECT c.id, x.id IS NULL
                        FROM grp_cand c JOIN grp_batch b ON b.id = c.id
                        LEFT JOIN (SELECT e.id FROM grp_feat e WHERE {pred}) x ON x.id = c.id
                        LEFT JOIN {aud}.group_members m ON m.group_id = {g} AND m.entity_id = c.id
@@ -602,24 +631,84 @@ async fn evaluate_batch(
                     aud = s.audience,
                 )
             };
-            c.execute(&sql, &[])
-                .await
-                .pg_context(|| format!("evaluating group \"{}\" (see `cdpctl calc-audiences --explain {}`)", p.group.id, p.group.id))?;
+            let what = || {
+                format!(
+                    "evaluating group \"{}\" (see `cdpctl calc-audiences --explain {}`)",
+                    p.group.id, p.group.id
+                )
+            };
+            tx.watch(async {
+                let rows = tx.rows(&sql, &[]).await?;
+                futures_util::pin_mut!(rows);
+                while let Some(row) = tx.next(&mut rows).await? {
+                    let id = crate::stitch::copy::uuid_field(&row, 0)?;
+                    let remove: bool = row.get(1);
+                    w.row(3).await?;
+                    w.text(p.group.id.as_bytes());
+                    w.uuid(&id);
+                    w.text(if remove { b"remove" } else { b"add" });
+                }
+                Ok(())
+            })
+            .await
+            .with_context(what)?;
+        }
+        w.finish().await?;
+        if seen {
+            let mut w = CopyWriter::start(c, "grp_seen (id)", "grp_seen").await?;
+            tx.watch(async {
+                let rows = tx.rows("SELECT id FROM grp_feat", &[]).await?;
+                futures_util::pin_mut!(rows);
+                while let Some(row) = tx.next(&mut rows).await? {
+                    w.row(1).await?;
+                    w.uuid(&crate::stitch::copy::uuid_field(&row, 0)?);
+                }
+                Ok(())
+            })
+            .await
+            .context("recording evaluated entities")?;
+            w.finish().await?;
         }
         Ok::<(), anyhow::Error>(())
     }
     .await;
-    match res {
-        Ok(()) => c
-            .batch_execute("COMMIT")
-            .await
-            .context("finishing the evaluation")?,
-        Err(e) => {
-            let _ = c.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    }
+    tx.end().await;
+    res?;
     Ok((features, t1.elapsed().as_secs_f64()))
+}
+
+/// Streams the rows of `query` (cdpctl's own, on the main session) into a
+/// temporary table of the evaluation session, as binary COPY passed through.
+async fn relay(
+    main: &Client,
+    query: &str,
+    eval: &crate::db::eval::Eval,
+    target: &str,
+) -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    let stream = main
+        .copy_out(&format!("COPY ({query}) TO STDOUT (FORMAT binary)"))
+        .await
+        .pg_context(|| format!("reading {target}"))?;
+    let sink = eval
+        .copy_in(
+            &format!("COPY {target} FROM STDIN (FORMAT binary)"),
+            "copying the batch to the evaluation session",
+        )
+        .await?;
+    futures_util::pin_mut!(stream);
+    futures_util::pin_mut!(sink);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.pg_context(|| format!("reading {target}"))?;
+        sink.send(chunk)
+            .await
+            .pg_context(|| format!("copying {target} to the evaluation session"))?;
+    }
+    sink.as_mut()
+        .finish()
+        .await
+        .pg_context(|| format!("copying {target} to the evaluation session"))?;
+    Ok(())
 }
 
 /// Applies grp_diff and deletes the consumed journal rows, in one transaction.

@@ -180,8 +180,9 @@ pub async fn load_groups(db: &Db, enabled_only: bool) -> Result<Vec<Group>> {
 }
 
 /// Validates groups against the database: unknown attributes, event types
-/// and context keys, and SQL errors of custom predicates (prepared, never
-/// executed). Each message names the group and the leaf.
+/// and context keys, and SQL errors of custom predicates (prepared on the
+/// evaluation session, never executed). Each message names the group and
+/// the leaf.
 pub async fn validate(
     db: &Db,
     settings: &Settings,
@@ -220,6 +221,7 @@ pub async fn validate(
         now: Utc::now(),
     };
     let mut errors = Vec::new();
+    let eval = db.eval().await?;
     for (id, rule, campaign) in groups {
         let mut bad =
             |leaf: &str, msg: String| errors.push(format!("group \"{id}\": rule {leaf}: {msg}"));
@@ -268,7 +270,7 @@ pub async fn validate(
                     "SELECT e.id FROM (SELECT NULL::uuid AS id) e WHERE coalesce(({}), false)",
                     env.substitute(&q.sql)
                 );
-                if let Err(e) = db.client.prepare(&probe).await {
+                if let Err(e) = eval.prepare(&probe).await {
                     let pe = crate::db::PgError::from(e);
                     bad(
                         &leaf,

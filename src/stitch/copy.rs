@@ -55,6 +55,26 @@ impl<'a> Tuple<'a> {
     }
 }
 
+/// Field `i` of a row in its binary form: `None` for NULL.
+pub fn field(row: &tokio_postgres::Row, i: usize) -> Option<&[u8]> {
+    row.get::<_, crate::attrs::copy::Raw>(i).0
+}
+
+/// A `uuid` field of a row.
+pub fn uuid_field(row: &tokio_postgres::Row, i: usize) -> Result<[u8; 16]> {
+    match field(row, i) {
+        Some(b) if b.len() == 16 => Ok(b.try_into().unwrap()),
+        _ => bail!("field {i} is not a uuid"),
+    }
+}
+
+/// An `int2` field of a row.
+pub fn i16_field(row: &tokio_postgres::Row, i: usize) -> Option<i16> {
+    field(row, i)
+        .filter(|b| b.len() == 2)
+        .map(|b| i16::from_be_bytes(b.try_into().unwrap()))
+}
+
 /// Calls `f` with each element of a one-dimensional binary array (`None` for
 /// NULL elements), with its position.
 pub fn array_elements<'a>(

@@ -1,6 +1,6 @@
 //! Profile stitching (`cdpctl stitch`): identifiers are extracted set-based in
 //! PostgreSQL (one pass evaluating the configured value expressions, streamed
-//! out with binary COPY on a read-only connection), resolved by the union-find
+//! out of the read-only evaluation session, see [`crate::db::eval`]), resolved by the union-find
 //! in [`engine`], and written back with binary COPY plus a few set-based
 //! statements, one transaction per batch.
 
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::commands::status::Item;
+use crate::db::eval::{Eval, EvalTx};
 use crate::db::{quote_literal, Db, PgResultExt, Schemas};
 use crate::output::Output;
 use copy::{copy_out, new_uuid, CopyWriter};
@@ -272,49 +273,43 @@ impl Setup {
         )
     }
 
-    /// Checks every value expression parses and type-checks, naming the row.
-    pub async fn validate(&self, client: &Client, s: &Schemas) -> Result<()> {
-        client
-            .batch_execute("BEGIN READ ONLY")
-            .await
-            .pg_context(|| "starting a read-only transaction".into())?;
+    /// Checks every value expression parses and type-checks, naming the row:
+    /// prepared on the evaluation session, never run.
+    pub async fn validate(&self, db: &Db) -> Result<()> {
+        let s = &db.schemas;
+        let eval = db.eval().await?;
         // one round trip when everything is fine; row by row to name the culprit
         let all: Vec<String> = self
             .rows
             .iter()
             .map(|r| format!("({})::text", r.expr))
             .collect();
-        let mut res = Ok(());
-        if !all.is_empty()
-            && client
-                .batch_execute(&s.substitute(&format!(
-                    "SAVEPOINT v; SELECT {} FROM {{{{ce}}}}.customer_events WHERE false; RELEASE v",
+        if all.is_empty()
+            || eval
+                .prepare(&s.substitute(&format!(
+                    "SELECT {} FROM {{{{ce}}}}.customer_events",
                     all.join(", ")
                 )))
                 .await
                 .is_ok()
         {
-            client.batch_execute("ROLLBACK").await.ok();
             return Ok(());
         }
-        client.batch_execute("ROLLBACK; BEGIN READ ONLY").await.ok();
         for r in &self.rows {
             let sql = s.substitute(&format!(
-                "SELECT ({})::text FROM {{{{ce}}}}.customer_events WHERE false",
+                "SELECT ({})::text FROM {{{{ce}}}}.customer_events",
                 r.expr
             ));
-            if let Err(e) = client.batch_execute(&sql).await {
-                res = Err(e).pg_context(|| {
+            if let Err(e) = eval.prepare(&sql).await {
+                return Err(e).pg_context(|| {
                     format!(
                         "stitching_attributes_config row (attribute_id {:?}, event_id {:?}): value_expression {:?} is not a valid expression over customer_events; fix the row",
                         r.attribute_id, r.event_id, r.expr
                     )
                 });
-                break;
             }
         }
-        client.batch_execute("ROLLBACK").await.ok();
-        res
+        Ok(())
     }
 
     /// The extraction query: one row per event — id, type index (-1 for
@@ -390,9 +385,9 @@ impl Extracted {
     }
 }
 
-/// Streams the batch's events and identifiers out of PostgreSQL.
+/// Streams the batch's events and identifiers out of the evaluation session.
 async fn extract(
-    client: &Client,
+    tx: &EvalTx<'_>,
     setup: &Setup,
     sql: &str,
     dedupe: bool,
@@ -402,16 +397,16 @@ async fn extract(
     let mut seen: std::collections::HashSet<[u8; 16]> = Default::default();
     let mut extra_keys: HashMap<String, u16> = HashMap::new();
     let mut row_idents: Vec<u32> = Vec::with_capacity(8);
-    copy_out(client, sql, "extracting identifiers", |t| {
-        let id = t.uuid(0)?;
+    tx.for_each(sql, &[], |t| {
+        let id = copy::uuid_field(t, 0)?;
         if dedupe && !seen.insert(id) {
             return Ok(());
         }
-        let ty = t.i16(1).unwrap_or(-1);
+        let ty = copy::i16_field(t, 1).unwrap_or(-1);
         let key = if ty >= 0 {
             ty as u16
         } else {
-            let k = String::from_utf8_lossy(t.get(3).unwrap_or(b"?")).into_owned();
+            let k = String::from_utf8_lossy(copy::field(t, 3).unwrap_or(b"?")).into_owned();
             let n = x.keys.len() as u16;
             *extra_keys.entry(k.clone()).or_insert_with(|| {
                 x.keys.push(k);
@@ -419,7 +414,7 @@ async fn extract(
             })
         };
         row_idents.clear();
-        if let Some(arr) = t.get(2) {
+        if let Some(arr) = copy::field(t, 2) {
             copy::array_elements(arr, |attr, v| {
                 if let Some(v) = v {
                     let (i, new) = x.idents.intern(attr as u16, v);
@@ -443,7 +438,8 @@ async fn extract(
         }
         Ok(())
     })
-    .await?;
+    .await
+    .context("extracting identifiers")?;
     pb.set_position(x.ev_ids.len() as u64);
     let n = x.idents.len();
     x.input.ident_attr = x.idents.attr.clone();
@@ -454,43 +450,30 @@ async fn extract(
 }
 
 /// Finds the config row and event whose value expression fails, for the
-/// error message. Runs read-only and rolls back.
-async fn diagnose(client: &Client, s: &Schemas, setup: &Setup, source: &str) -> Option<String> {
-    client.batch_execute("ROLLBACK").await.ok();
+/// error message: each row's expression alone over the batch, then a
+/// bisection over the event ids of the failing row's type. Everything runs
+/// on the evaluation session, prepared and read-only.
+async fn diagnose(eval: &Eval, s: &Schemas, setup: &Setup, source: &str) -> Option<String> {
     for r in &setup.rows {
         let scan = s.substitute(&format!(
             "SELECT count(({expr})::text) FROM (SELECT e.* FROM {source}) e WHERE {cond}",
             expr = r.expr,
             cond = setup.type_cond(r.ty)
         ));
-        client.batch_execute("BEGIN READ ONLY").await.ok()?;
-        let failed = client.batch_execute(&scan).await.err();
-        client.batch_execute("ROLLBACK").await.ok();
+        let tx = eval.begin().await.ok()?;
+        let failed = tx.query(&scan, &[]).await.err();
+        tx.end().await;
         let Some(err) = failed else { continue };
-        let msg = crate::db::PgError::from(err).message;
-        let probe = s.substitute(&format!(
-            "DO $cdpctl_probe$ DECLARE r record; BEGIN
-               FOR r IN SELECT e.id FROM (SELECT e.* FROM {source}) e WHERE {cond} ORDER BY e.id LOOP
-                 BEGIN
-                   PERFORM ({expr})::text FROM {{{{ce}}}}.customer_events WHERE id = r.id;
-                 EXCEPTION WHEN OTHERS THEN
-                   RAISE EXCEPTION 'cdpctl-bad-event:%', r.id;
-                 END;
-               END LOOP;
-             END $cdpctl_probe$",
-            expr = r.expr,
-            cond = setup.type_cond(r.ty)
-        ));
-        client.batch_execute("BEGIN READ ONLY").await.ok()?;
-        let event = match client.batch_execute(&probe).await {
-            Err(e) => crate::db::PgError::from(e)
-                .message
-                .split("cdpctl-bad-event:")
-                .nth(1)
-                .map(|x| x.trim().to_string()),
-            Ok(()) => None,
+        let msg = match err.downcast_ref::<crate::db::PgError>() {
+            Some(p) => p.message.clone(),
+            None => format!("{err:#}"),
         };
-        client.batch_execute("ROLLBACK").await.ok();
+        // a statement that ran out of time would only run out of time again
+        let event = if crate::db::sqlstate(&err).as_deref() == Some("57014") {
+            None
+        } else {
+            failing_event(eval, s, setup, r, source).await
+        };
         return Some(format!(
             "stitching_attributes_config row (attribute_id {:?}, event_id {:?}): value_expression {:?} fails{}: {msg}; fix the row (nothing was written)",
             r.attribute_id,
@@ -500,6 +483,64 @@ async fn diagnose(client: &Client, s: &Schemas, setup: &Setup, source: &str) -> 
         ));
     }
     None
+}
+
+/// The first event (by id) of the row's type on which its expression fails:
+/// halves the id range while the lower half still fails (a few dozen
+/// statements for millions of events).
+async fn failing_event(
+    eval: &Eval,
+    s: &Schemas,
+    setup: &Setup,
+    r: &ConfigRow,
+    source: &str,
+) -> Option<String> {
+    let cond = setup.type_cond(r.ty);
+    let tx = eval.begin().await.ok()?;
+    let ids: Vec<String> = match tx
+        .query(
+            &s.substitute(&format!(
+                "SELECT e.id::text FROM (SELECT e.* FROM {source}) e WHERE {cond} ORDER BY e.id"
+            )),
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().map(|row| row.get(0)).collect(),
+        Err(_) => Vec::new(),
+    };
+    tx.end().await;
+    let probe = s.substitute(&format!(
+        "SELECT count(({expr})::text) FROM (SELECT e.* FROM {source}) e
+          WHERE {cond} AND e.id >= $1::text::uuid AND e.id <= $2::text::uuid",
+        expr = r.expr
+    ));
+    // each probe in a transaction of its own: a failed one aborts it
+    let fails = |lo: usize, hi: usize| {
+        let (a, b) = (ids[lo].clone(), ids[hi].clone());
+        let probe = &probe;
+        async move {
+            let Ok(tx) = eval.begin().await else {
+                return false;
+            };
+            let failed = tx.query(probe, &[&a, &b]).await.is_err();
+            tx.end().await;
+            failed
+        }
+    };
+    if ids.is_empty() || !fails(0, ids.len() - 1).await {
+        return None;
+    }
+    let (mut lo, mut hi) = (0, ids.len() - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fails(lo, mid).await {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(ids[lo].clone())
 }
 
 /// Counters of one batch.
@@ -552,7 +593,29 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         None
     };
     let setup = Setup::load(db).await?;
-    setup.validate(&db.client, &s).await?;
+    setup.validate(db).await?;
+    if queue_exists && !opts.dry_run {
+        // a queue table created again by hand lacks the evaluation role's
+        // grant, which the extraction of queued events needs
+        let readable: bool = db
+            .client
+            .query_one(
+                &s.substitute(&format!(
+                    "SELECT has_table_privilege({}, format('%I.%I', {{{{ps_lit}}}}, 'customer_events_to_process'), 'SELECT')",
+                    quote_literal(crate::db::eval::ROLE)
+                )),
+                &[],
+            )
+            .await
+            .pg_context(|| "checking the evaluation role's access to the queue".into())?
+            .get(0);
+        if !readable {
+            db.client
+                .batch_execute(&s.substitute("SELECT {{cdpctl}}.grant_eval_role()"))
+                .await
+                .pg_context(|| "granting the evaluation role read access to the queue".into())?;
+        }
+    }
     if opts.dry_run {
         sum.mode = if full_reason.is_some() {
             "full".into()
@@ -571,6 +634,7 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         let reason = full_reason.clone().unwrap_or_default();
         let sql = s.substitute(&format!(
             "BEGIN; {QUEUE_DDL};
+             SELECT {{{{cdpctl}}}}.grant_eval_role();
              LOCK TABLE {{{{ce}}}}.customer_events IN SHARE MODE;
              UPDATE {{{{ps}}}}.stitching_state SET full_run_pending = true, reason = {};
              COMMIT;",
@@ -589,14 +653,14 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         })
         .await?;
     }
-    let conn2 = db.connect_another().await?;
+    let eval = db.eval().await?;
     let retries = db.config.session.lock_retries;
     if let Some(reason) = full_reason.take() {
         sum.mode = "full".into();
         sum.full_reason = Some(reason);
         let pb = out.progress(None, "stitching all events");
-        let st = guarded(db, &conn2, retries, "stitching from scratch", || {
-            full_batch(&db.client, &conn2, &s, &setup, &pb)
+        let st = guarded(db, retries, "stitching from scratch", || {
+            full_batch(&db.client, eval, &s, &setup, &pb)
         })
         .await?;
         pb.finish_and_clear();
@@ -642,8 +706,8 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
                     .pg_context(|| "reading the stitching queue".into())?
                     .get(0);
                 let Some(bhi) = bhi else { break };
-                let st = guarded(db, &conn2, retries, "stitching a batch", || {
-                    incremental_batch(&db.client, &conn2, &s, &setup, cursor, bhi, &pb)
+                let st = guarded(db, retries, "stitching a batch", || {
+                    incremental_batch(&db.client, eval, &s, &setup, cursor, bhi, &pb)
                 })
                 .await?;
                 pb.inc(st.events);
@@ -695,14 +759,9 @@ pub async fn backlog(db: &Db) -> Result<Option<i64>> {
 }
 
 /// Runs one batch transaction: retried on lock timeouts, cancelled
-/// server-side on Ctrl-C/SIGTERM, rolled back on any error.
-async fn guarded<'a, F, Fut>(
-    db: &'a Db,
-    conn2: &'a Client,
-    retries: u32,
-    what: &str,
-    mut f: F,
-) -> Result<BatchStats>
+/// server-side on Ctrl-C/SIGTERM (on every connection, the evaluation
+/// session's included), rolled back on any error.
+async fn guarded<F, Fut>(db: &Db, retries: u32, what: &str, mut f: F) -> Result<BatchStats>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<BatchStats>>,
@@ -710,20 +769,15 @@ where
     let mut attempt = || {
         let fut = f();
         async move {
-            let t1 = db.client.cancel_token();
-            let t2 = conn2.cancel_token();
             let res = tokio::select! {
                 r = fut => r,
                 sig = crate::signals::interrupted() => {
-                    let tls = crate::db::tls::make_tls(db.params.ssl, db.params.root_cert.as_deref())?;
-                    let _ = t1.cancel_query(tls.clone()).await;
-                    let _ = t2.cancel_query(tls).await;
+                    crate::db::cancel_all().await;
                     Err(anyhow!("interrupted by {sig}: the running batch was cancelled and rolled back; committed batches are kept, rerun to continue"))
                 }
             };
             if res.is_err() {
                 db.client.batch_execute("ROLLBACK").await.ok();
-                conn2.batch_execute("ROLLBACK").await.ok();
             }
             res
         }
@@ -765,7 +819,7 @@ async fn finish_run(client: &Client, s: &Schemas, run_id: i64, st: &BatchStats) 
 }
 
 async fn extract_or_explain(
-    conn2: &Client,
+    tx: &EvalTx<'_>,
     main: &Client,
     s: &Schemas,
     setup: &Setup,
@@ -774,13 +828,12 @@ async fn extract_or_explain(
     pb: &indicatif::ProgressBar,
 ) -> Result<Extracted> {
     let sql = setup.extract_sql(s, source);
-    match extract(conn2, setup, &sql, dedupe, pb).await {
+    match extract(tx, setup, &sql, dedupe, pb).await {
         Ok(x) => Ok(x),
         Err(e) => {
             if crate::db::sqlstate(&e).is_some() {
-                conn2.batch_execute("ROLLBACK").await.ok();
                 main.batch_execute("ROLLBACK").await.ok();
-                if let Some(msg) = diagnose(conn2, s, setup, &s.substitute(source)).await {
+                if let Some(msg) = diagnose(tx.session(), s, setup, &s.substitute(source)).await {
                     bail!(msg);
                 }
             }
@@ -794,29 +847,25 @@ async fn extract_or_explain(
 /// the events it stitched.
 async fn full_batch(
     main: &Client,
-    conn2: &Client,
+    eval: &Eval,
     s: &Schemas,
     setup: &Setup,
     pb: &indicatif::ProgressBar,
 ) -> Result<BatchStats> {
-    conn2
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    let tx = eval.begin_repeatable().await?;
+    let res = async {
+        let snap = tx.export_snapshot().await?;
+        main.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}",
+            quote_literal(&snap)
+        ))
         .await
-        .pg_context(|| "starting the extraction transaction".into())?;
-    let snap: String = conn2
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .await
-        .pg_context(|| "exporting the snapshot".into())?
-        .get(0);
-    main.batch_execute(&format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT {}",
-        quote_literal(&snap)
-    ))
-    .await
-    .pg_context(|| "starting the stitching transaction".into())?;
-    let x = extract_or_explain(conn2, main, s, setup, all_events(), false, pb).await?;
-    conn2.batch_execute("COMMIT").await.ok();
-    let mut x = x;
+        .pg_context(|| "starting the stitching transaction".into())?;
+        extract_or_explain(&tx, main, s, setup, all_events(), false, pb).await
+    }
+    .await;
+    tx.end().await;
+    let mut x = res?;
     x.input.ident_gid = (1..=x.idents.len() as u64).collect();
     let res = engine::resolve(&x.input);
     pb.set_message("writing entities");
@@ -846,19 +895,17 @@ async fn full_batch(
 /// One incremental batch: queue rows `seq` in `(lo, hi]`.
 async fn incremental_batch(
     main: &Client,
-    conn2: &Client,
+    eval: &Eval,
     s: &Schemas,
     setup: &Setup,
     lo: i64,
     hi: i64,
     pb: &indicatif::ProgressBar,
 ) -> Result<BatchStats> {
-    conn2
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .pg_context(|| "starting the extraction transaction".into())?;
-    let mut x = extract_or_explain(conn2, main, s, setup, &queued_events(lo, hi), true, pb).await?;
-    conn2.batch_execute("COMMIT").await.ok();
+    let tx = eval.begin_repeatable().await?;
+    let x = extract_or_explain(&tx, main, s, setup, &queued_events(lo, hi), true, pb).await;
+    tx.end().await;
+    let mut x = x?;
     main.batch_execute("BEGIN")
         .await
         .pg_context(|| "starting the stitching transaction".into())?;

@@ -302,6 +302,7 @@ pub fn cli() -> Command {
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_PROFILE")
+        .env_remove("CDPCTL_EVAL_PASSWORD")
         .stdin(std::process::Stdio::null());
     c
 }
