@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("050", "production", "050_production.sql"),
     migration!("060", "segments", "060_segments.sql"),
     migration!("070", "groups", "070_groups.sql"),
+    migration!("090", "stitch_bulk", "090_stitch_bulk.sql"),
 ];
 
 impl Migration {
