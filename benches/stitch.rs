@@ -66,7 +66,10 @@ async fn partition_hash(c: &tokio_postgres::Client, sql: &str) -> (u64, u64) {
         let mut start = 0;
         while let Some(p) = rest[start..].iter().position(|b| *b == b'\n') {
             let line = &rest[start..start + p];
-            let line: Vec<u8> = line.iter().map(|b| if *b == b'\t' { b'|' } else { *b }).collect();
+            let line: Vec<u8> = line
+                .iter()
+                .map(|b| if *b == b'\t' { b'|' } else { *b })
+                .collect();
             let d = Sha256::digest(&line);
             h = h.wrapping_add(u64::from_le_bytes(d[..8].try_into().unwrap()));
             n += 1;
@@ -77,7 +80,8 @@ async fn partition_hash(c: &tokio_postgres::Client, sql: &str) -> (u64, u64) {
     (h, n)
 }
 
-const CDPCTL_PARTITION: &str = "SELECT event_id::text, min(event_id::text) OVER (PARTITION BY entity_id)
+const CDPCTL_PARTITION: &str =
+    "SELECT event_id::text, min(event_id::text) OVER (PARTITION BY entity_id)
                                   FROM cdp_ps.event_entities";
 
 struct Row {
@@ -192,7 +196,9 @@ async fn main() {
             .unwrap();
         futures_util::pin_mut!(sink);
         for chunk in buf.chunks(1 << 20) {
-            sink.send(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+            sink.send(bytes::Bytes::copy_from_slice(chunk))
+                .await
+                .unwrap();
         }
         sink.finish().await.unwrap();
     }
@@ -284,7 +290,11 @@ async fn main() {
         // small frontiers are emptied with DELETE (TRUNCATE costs file
         // operations); statistics are refreshed when the frontier size moved
         // by 4× since the last ANALYZE, so each pass gets the right plan
-        let clear = if front_rows > 10_000 { "TRUNCATE" } else { "DELETE FROM" };
+        let clear = if front_rows > 10_000 {
+            "TRUNCATE"
+        } else {
+            "DELETE FROM"
+        };
         c.batch_execute(&format!("{clear} {cur}")).await.unwrap();
         front_rows = changed;
         if changed * 4 < analyzed || changed > analyzed * 4 {
@@ -436,7 +446,10 @@ async fn main() {
     println!("| ratio (same run) | value | target | |");
     println!("|---|---:|---|---|");
     let r1 = t_cdpctl / floor;
-    println!("| cdpctl / fixed floor | {r1:.2}× | ≤ 3× | {} |", ok(r1 <= 3.0));
+    println!(
+        "| cdpctl / fixed floor | {r1:.2}× | ≤ 3× | {} |",
+        ok(r1 <= 3.0)
+    );
     let r2 = t_lp / t_cdpctl;
     println!(
         "| label propagation / cdpctl | {}{r2:.1}× | ≥ 8× | {} |",
@@ -444,7 +457,10 @@ async fn main() {
         ok(r2 >= 8.0)
     );
     let r3 = t_py / t_cdpctl;
-    println!("| Python union-find / cdpctl | {r3:.1}× | ≥ 4× | {} |", ok(r3 >= 4.0));
+    println!(
+        "| Python union-find / cdpctl | {r3:.1}× | ≥ 4× | {} |",
+        ok(r3 >= 4.0)
+    );
     println!(
         "| incremental, {} events | {t_inc:.2} s | < 1 s | {} |",
         inc.events,

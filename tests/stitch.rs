@@ -932,3 +932,45 @@ async fn kill_9_during_a_run_from_scratch_keeps_the_previous_results() {
     assert!(partition(&c).await == oracle(&c).await);
     assert_consistent(&c).await;
 }
+
+/// With no stitching rules, `stitch` (and `--dry-run`) say so, naming the
+/// table, and every event becomes its own entity; never invalid SQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_rules_is_a_clear_warning_and_every_event_its_own_entity() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    c.batch_execute("INSERT INTO public.sources (id, name) VALUES ('web', 'Web')")
+        .await
+        .unwrap();
+    hits(&c, &[json!({"cookie": "a"}), json!({"cookie": "a"})]).await;
+    let dry = run(t.cli().args(["--format", "json", "stitch", "--dry-run"]));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let w = dry.json()["warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        w.contains("no stitching rules in cdp_ps.stitching_attributes_config"),
+        "{}",
+        dry.stdout
+    );
+    let out = run(t.cli().args(["stitch"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("every event becomes its own entity")
+            || out.stderr.contains("every event becomes its own entity"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let n: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT entity_id) FROM cdp_ps.event_entities",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    assert_consistent(&c).await;
+}

@@ -87,6 +87,9 @@ pub struct StitchSummary {
     /// Why the run started from the beginning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_reason: Option<String>,
+    /// Something the operator should know (no stitching rules, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     pub dry_run: bool,
     pub batches: u64,
     pub events: u64,
@@ -110,6 +113,9 @@ impl StitchSummary {
     pub fn rows(&self) -> Vec<(&'static str, String)> {
         use crate::output::num;
         let mut v = vec![("mode", self.mode.clone())];
+        if let Some(w) = &self.warning {
+            v.push(("warning", w.clone()));
+        }
         if let Some(r) = &self.full_reason {
             v.push(("from scratch because", r.clone()));
         }
@@ -331,6 +337,10 @@ impl Setup {
             tcase.push_str(&format!(" WHEN {} THEN {t}", self.type_cond(t)));
         }
         tcase.push_str(" ELSE -1 END::int2");
+        if self.types.is_empty() {
+            // no rules: every event is of a type without rules
+            tcase = "(-1)::int2".into();
+        }
         let mut vcase = String::from("CASE cdpctl_t");
         for t in 0..self.types.len() {
             let mut elems = vec!["NULL::text".to_string(); self.attrs.len()];
@@ -634,6 +644,16 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         None
     };
     let setup = Setup::load(db).await?;
+    if setup.rows.is_empty() {
+        sum.warning = Some(format!(
+            "no stitching rules in {}.stitching_attributes_config: every event becomes its own entity; add rules (docs/stitch.md) and rerun with --from-scratch",
+            s.raw_name("ps")
+        ));
+        out.info(format!(
+            "warning: {}",
+            sum.warning.as_deref().unwrap_or_default()
+        ));
+    }
     setup.validate(&db.client, &s).await?;
     if opts.dry_run {
         sum.mode = if full_reason.is_some() {
