@@ -1287,6 +1287,9 @@ async fn write_batch(
             }
         }
         st.entities_updated = w.finish().await?;
+        main.batch_execute("ANALYZE pg_temp.cdpctl_stitch_grow")
+            .await
+            .pg_context(|| "analyzing the entity staging table".into())?;
         if !res.merges.is_empty() {
             let mut w = CopyWriter::start(
                 main,
@@ -1303,6 +1306,11 @@ async fn write_batch(
                 w.i64(inp.entities[m.absorbed as usize].events);
             }
             st.merges = w.finish().await?;
+            // statistics, so the joins below use the entity_id indexes
+            // instead of scanning the big tables
+            main.batch_execute("ANALYZE pg_temp.cdpctl_stitch_merges")
+                .await
+                .pg_context(|| "analyzing the merge staging table".into())?;
             main.batch_execute(&s.substitute(&format!(
                 "UPDATE {{{{ps}}}}.identifiers i SET entity_id = m.survivor
                    FROM pg_temp.cdpctl_stitch_merges m WHERE i.entity_id = m.absorbed;
