@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("060", "segments", "060_segments.sql"),
     migration!("070", "groups", "070_groups.sql"),
     migration!("080", "eval_role", "080_eval_role.sql"),
+    migration!("090", "stitch_bulk", "090_stitch_bulk.sql"),
     migration!("100", "serve", "100_serve.sql"),
 ];
 

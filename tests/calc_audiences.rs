@@ -1194,3 +1194,77 @@ async fn custom_predicates_cannot_write() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+/// A stitching run from scratch gives entities new ids and journals one
+/// 'rebuilt' row: every group is recalculated in full, members of entities
+/// that no longer exist leave, and the result equals the oracle.
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuilt_marker_recalculates_every_group() {
+    let mut m = gen_model(5, 120);
+    let s = Setup::new(&m).await;
+    s.calc(&[], now());
+    let c = s.t.client().await;
+    let mut rng = SmallRng::seed_from_u64(7);
+    // half of the entities get new ids, as a rebuild gives them
+    let old: Vec<String> = m.entities.keys().step_by(2).cloned().collect();
+    let mut renamed = Vec::new();
+    for id in &old {
+        let e = m.entities.remove(id).unwrap();
+        let new = uuid(&mut rng);
+        c.execute(
+            "INSERT INTO cdp_attr.customer_entities (id) VALUES ($1::text::uuid)",
+            &[&new],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "UPDATE cdp_ps.event_entities SET entity_id = $1::text::uuid WHERE entity_id = $2::text::uuid",
+            &[&new, id],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "DELETE FROM cdp_attr.customer_entities WHERE id = $1::text::uuid",
+            &[id],
+        )
+        .await
+        .unwrap();
+        m.entities.insert(new.clone(), e);
+        renamed.push(new);
+    }
+    write_entities(&c, &m, &renamed, &[]).await;
+    c.batch_execute(
+        "DELETE FROM cdpctl.entity_changes;
+         INSERT INTO cdpctl.entity_changes (entity_id, kind) VALUES ('00000000-0000-0000-0000-000000000000', 'rebuilt')",
+    )
+    .await
+    .unwrap();
+    let r = s.calc(&[], now());
+    for g in group_specs() {
+        let id = g["id"].as_str().unwrap();
+        assert_eq!(group_mode(&r, id), "full", "{id}: {r}");
+    }
+    assert_same(&members(&c).await, &oracle(&m, now()));
+    let (left, stale, nil): (i64, i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM cdpctl.entity_changes),
+                        (SELECT count(*) FROM audience_data.group_entities_seen s
+                          WHERE NOT EXISTS (SELECT 1 FROM cdp_attr.customer_entities ce WHERE ce.id = s.entity_id)),
+                        (SELECT count(*) FROM audience_data.group_entities_seen
+                          WHERE entity_id = '00000000-0000-0000-0000-000000000000')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!((left, stale, nil), (0, 0, 0));
+    // and an incremental run afterwards finds nothing to change
+    let full = s.calc(&["--all"], now());
+    assert_eq!(
+        (full["added"].as_i64(), full["removed"].as_i64()),
+        (Some(0), Some(0)),
+        "{full}"
+    );
+}

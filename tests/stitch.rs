@@ -679,15 +679,24 @@ async fn dropped_queue_means_from_scratch_and_inserts_keep_working() {
         before,
         "entities are recomputed"
     );
-    let removed: i64 = c
-        .query_one(
-            "SELECT count(*) FROM cdpctl.entity_changes WHERE kind = 'removed' AND entity_id = $1::text::uuid",
-            &[&before],
+    // one journal row says "every entity was rebuilt", not one per entity
+    let journal: Vec<(String, String)> = c
+        .query(
+            "SELECT entity_id::text, kind FROM cdpctl.entity_changes",
+            &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(removed, 1);
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        journal,
+        vec![(
+            "00000000-0000-0000-0000-000000000000".to_string(),
+            "rebuilt".to_string()
+        )]
+    );
     // new events are queued again
     hits(&c, &[json!({"cookie": "z"})]).await;
     let sum = incremental(&t).await;
@@ -798,4 +807,170 @@ async fn demo_runs_stitching_and_second_run_is_locked_out() {
     db.lock_job("stitch").await.unwrap();
     let out = run(t.cli().args(["stitch"]));
     assert_eq!(out.code, 3, "{}", out.stderr);
+}
+
+async fn queued(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM cdp_ps.customer_events_to_process",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// The index and constraint definitions of the stitching tables.
+async fn index_defs(c: &tokio_postgres::Client) -> Vec<String> {
+    c.query(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname IN ('cdp_ps', 'cdp_attr') ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// kill -9 of a run from scratch while it writes (its TRUNCATE done, its
+/// indexes dropped) leaves the previous results, indexes and queue exactly
+/// as they were; a rerun completes with the oracle's partition and the same
+/// indexes.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_run_from_scratch_keeps_the_previous_results() {
+    let t = TestDb::new().await;
+    let mut c = t.client().await;
+    let schemas = t.db().await.schemas.clone();
+    let opts = cdpctl::demo::GenOptions {
+        customers: 6000,
+        chains: 2,
+        chain_len: 300,
+        ..Default::default()
+    };
+    cdpctl::demo::load(&mut c, &schemas, &opts).await.unwrap();
+    let first = incremental(&t).await;
+    assert_eq!(first.mode, "full");
+    hits(&c, &[json!({"cookie": "late"}), json!({"cookie": "late"})]).await;
+    let before = partition(&c).await;
+    let defs = index_defs(&c).await;
+    assert!(defs.len() >= 8, "{defs:?}");
+    let queue_before = queued(&c).await;
+    assert_eq!(queue_before, 2);
+    for delay_ms in [0u64, 150] {
+        let mut child = t
+            .cli()
+            .args(["--yes", "stitch", "--from-scratch"])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // wait until the run holds the emptied tables (after its TRUNCATE)
+        let mut seen = false;
+        for _ in 0..2000 {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation
+                      WHERE r.relname = 'event_entities' AND l.mode = 'AccessExclusiveLock'
+                        AND l.granted AND l.pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                seen = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(seen, "the run never reached its write phase");
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        // the server notices the dead client and rolls back
+        for _ in 0..2000 {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'cdpctl%'
+                       AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            partition(&c).await == before,
+            "delay {delay_ms} ms: partition changed"
+        );
+        assert_eq!(index_defs(&c).await, defs, "delay {delay_ms} ms");
+        assert_eq!(queued(&c).await, queue_before, "delay {delay_ms} ms");
+        assert_consistent(&c).await;
+    }
+    let sum = stitch_run(
+        &t,
+        StitchOptions {
+            from_scratch: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(sum.mode, "full");
+    assert_eq!(queued(&c).await, 0);
+    assert_eq!(
+        index_defs(&c).await,
+        defs,
+        "the rebuilt indexes are the same"
+    );
+    assert!(partition(&c).await == oracle(&c).await);
+    assert_consistent(&c).await;
+}
+
+/// With no stitching rules, `stitch` (and `--dry-run`) say so, naming the
+/// table, and every event becomes its own entity; never invalid SQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_rules_is_a_clear_warning_and_every_event_its_own_entity() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    c.batch_execute("INSERT INTO public.sources (id, name) VALUES ('web', 'Web')")
+        .await
+        .unwrap();
+    hits(&c, &[json!({"cookie": "a"}), json!({"cookie": "a"})]).await;
+    let dry = run(t.cli().args(["--format", "json", "stitch", "--dry-run"]));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let w = dry.json()["warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        w.contains("no stitching rules in cdp_ps.stitching_attributes_config"),
+        "{}",
+        dry.stdout
+    );
+    let out = run(t.cli().args(["stitch"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("every event becomes its own entity")
+            || out.stderr.contains("every event becomes its own entity"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let n: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT entity_id) FROM cdp_ps.event_entities",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    assert_consistent(&c).await;
 }

@@ -127,6 +127,18 @@ pub async fn run(
         groups.retain(|g| opts.groups.contains(&g.id));
     }
     let consume = opts.groups.is_empty();
+    // a stitching run from scratch journals one 'rebuilt' row: every entity
+    // may have changed, so every group is recalculated in full
+    let rebuilt = consume
+        && c.query_one(
+            &s.substitute(
+                "SELECT EXISTS (SELECT 1 FROM {{cdpctl}}.entity_changes WHERE kind = 'rebuilt')",
+            ),
+            &[],
+        )
+        .await
+        .pg_context(|| "reading the entity change journal".into())?
+        .get::<_, bool>(0);
 
     // context stamps: the newest modification of the keys each group reads
     let ctx_keys: BTreeSet<String> = groups
@@ -167,6 +179,8 @@ pub async fn run(
                 (Mode::Full, "--all")
             } else if !opts.groups.is_empty() {
                 (Mode::Full, "--group")
+            } else if rebuilt {
+                (Mode::Full, "stitching rebuilt every entity")
             } else if g.evaluated_hash.as_deref() != Some(hash.as_str()) {
                 (
                     Mode::Full,
@@ -238,11 +252,29 @@ pub async fn run(
             "reading the entity change journal",
         )
         .await? as i64;
+        if !rebuilt
+            && c.query_one(
+                "SELECT EXISTS (SELECT 1 FROM grp_journal WHERE kind = 'rebuilt')",
+                &[],
+            )
+            .await?
+            .get::<_, bool>(0)
+        {
+            bail!("stitching rebuilt every entity while this run was planned; nothing was changed, run calc-audiences again");
+        }
         exec(
             c,
-            "INSERT INTO grp_removed SELECT entity_id FROM grp_journal WHERE kind = 'removed'
-             UNION SELECT unnest(items)::uuid FROM grp_journal WHERE kind = 'merged'
-             ON CONFLICT DO NOTHING",
+            &s.substitute(
+                "INSERT INTO grp_removed SELECT entity_id FROM grp_journal WHERE kind = 'removed'
+                 UNION SELECT unnest(items)::uuid FROM grp_journal WHERE kind = 'merged'
+                 UNION SELECT m.entity_id FROM {{audience}}.group_members m
+                        WHERE EXISTS (SELECT 1 FROM grp_journal WHERE kind = 'rebuilt')
+                          AND NOT EXISTS (SELECT 1 FROM {{attr}}.customer_entities ce WHERE ce.id = m.entity_id)
+                 UNION SELECT v.entity_id FROM {{audience}}.group_entities_seen v
+                        WHERE EXISTS (SELECT 1 FROM grp_journal WHERE kind = 'rebuilt')
+                          AND NOT EXISTS (SELECT 1 FROM {{attr}}.customer_entities ce WHERE ce.id = v.entity_id)
+                 ON CONFLICT DO NOTHING",
+            ),
             "collecting removed entities",
         )
         .await
@@ -251,7 +283,8 @@ pub async fn run(
             c,
             &s.substitute(
                 "INSERT INTO grp_new SELECT DISTINCT j.entity_id FROM grp_journal j
-                  WHERE j.kind <> 'removed'
+                  WHERE j.kind NOT IN ('removed', 'rebuilt')
+                    AND EXISTS (SELECT 1 FROM {{attr}}.customer_entities ce WHERE ce.id = j.entity_id)
                     AND NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = j.entity_id)
                     AND NOT EXISTS (SELECT 1 FROM {{audience}}.group_entities_seen s WHERE s.entity_id = j.entity_id)",
             ),
@@ -758,7 +791,8 @@ async fn apply_in_tx(
     if consume {
         tx.batch_execute(&s.substitute(
             "INSERT INTO grp_seen SELECT entity_id FROM grp_journal j
-              WHERE kind <> 'removed' AND NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = j.entity_id);
+              WHERE kind NOT IN ('removed', 'rebuilt') AND NOT EXISTS (SELECT 1 FROM grp_removed r WHERE r.id = j.entity_id)
+                AND EXISTS (SELECT 1 FROM {{attr}}.customer_entities ce WHERE ce.id = j.entity_id);
              INSERT INTO {{audience}}.group_entities_seen SELECT DISTINCT id FROM grp_seen ON CONFLICT DO NOTHING;
              DELETE FROM {{audience}}.group_entities_seen s USING grp_removed r WHERE s.entity_id = r.id;",
         ))

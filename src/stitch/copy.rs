@@ -221,8 +221,23 @@ impl CopyWriter {
     /// Starts `COPY <target> FROM STDIN (FORMAT binary)`; `target` is the
     /// table with its column list.
     pub async fn start(client: &Client, target: &str, what: &str) -> Result<CopyWriter> {
+        Self::start_with(client, target, what, "FORMAT binary").await
+    }
+
+    /// Like [`CopyWriter::start`] with `FREEZE`: rows are written already
+    /// frozen, for a table truncated earlier in the same transaction.
+    pub async fn start_frozen(client: &Client, target: &str, what: &str) -> Result<CopyWriter> {
+        Self::start_with(client, target, what, "FORMAT binary, FREEZE").await
+    }
+
+    async fn start_with(
+        client: &Client,
+        target: &str,
+        what: &str,
+        options: &str,
+    ) -> Result<CopyWriter> {
         let sink = client
-            .copy_in(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
+            .copy_in(&format!("COPY {target} FROM STDIN ({options})"))
             .await
             .pg_context(|| format!("starting COPY into {what}"))?;
         let mut buf = BytesMut::with_capacity(1 << 20);

@@ -309,21 +309,11 @@ pub async fn explain(db: &Db, items: &[String]) -> Result<Explanation> {
 async fn shortest_path(db: &Db, entity: &str, from: &Node, to: &Node) -> Result<Vec<Step>> {
     let s = &db.schemas;
     let c = &db.client;
-    let edges = c
-        .query(
-            &s.substitute(
-                "SELECT m.event_id::text, m.identifier_id FROM {{ps}}.identifiers i
-                   JOIN {{ps}}.matching m ON m.identifier_id = i.id
-                  WHERE i.entity_id = $1::text::uuid",
-            ),
-            &[&entity],
-        )
-        .await
-        .pg_context(|| "reading the entity's edges".into())?;
+    let edges = super::entity_edges(db, entity).await?;
     let mut adj: HashMap<Node, Vec<Node>> = HashMap::new();
-    for r in &edges {
-        let e = Node::Event { id: r.get(0) };
-        let i = Node::Identifier { id: r.get(1) };
+    for (ev, id) in edges {
+        let e = Node::Event { id: ev };
+        let i = Node::Identifier { id };
         adj.entry(e.clone()).or_default().push(i.clone());
         adj.entry(i).or_default().push(e);
     }

@@ -4,6 +4,7 @@
 //! in [`engine`], and written back with binary COPY plus a few set-based
 //! statements, one transaction per batch.
 
+pub mod bulk;
 pub mod copy;
 pub mod engine;
 pub mod explain;
@@ -87,6 +88,9 @@ pub struct StitchSummary {
     /// Why the run started from the beginning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_reason: Option<String>,
+    /// Something the operator should know (no stitching rules, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     pub dry_run: bool,
     pub batches: u64,
     pub events: u64,
@@ -100,12 +104,19 @@ pub struct StitchSummary {
     /// Events still queued after the run.
     pub backlog_left: i64,
     pub duration_ms: u64,
+    /// Milliseconds per phase of a run from scratch (extract, resolve,
+    /// truncate, write, index, analyze, commit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases_ms: Vec<(String, u64)>,
 }
 
 impl StitchSummary {
     pub fn rows(&self) -> Vec<(&'static str, String)> {
         use crate::output::num;
         let mut v = vec![("mode", self.mode.clone())];
+        if let Some(w) = &self.warning {
+            v.push(("warning", w.clone()));
+        }
         if let Some(r) = &self.full_reason {
             v.push(("from scratch because", r.clone()));
         }
@@ -321,6 +332,10 @@ impl Setup {
             tcase.push_str(&format!(" WHEN {} THEN {t}", self.type_cond(t)));
         }
         tcase.push_str(" ELSE -1 END::int2");
+        if self.types.is_empty() {
+            // no rules: every event is of a type without rules
+            tcase = "(-1)::int2".into();
+        }
         let mut vcase = String::from("CASE cdpctl_t");
         for t in 0..self.types.len() {
             let mut elems = vec!["NULL::text".to_string(); self.attrs.len()];
@@ -449,6 +464,75 @@ async fn extract(
     Ok(x)
 }
 
+/// The event–identifier edges of one entity, derived on demand: its events'
+/// identifiers re-extracted with the configured value expressions, kept
+/// where the identifier belongs to the entity and the edge was not refused.
+/// Returns `(event id, identifier id)` pairs.
+pub async fn entity_edges(db: &Db, entity: &str) -> Result<Vec<(String, i64)>> {
+    let s = &db.schemas;
+    let setup = Setup::load(db).await?;
+    let ent = quote_literal(entity);
+    let source = format!(
+        "{{{{ce}}}}.customer_events e WHERE e.id IN
+           (SELECT event_id FROM {{{{ps}}}}.event_entities WHERE entity_id = {ent}::uuid)"
+    );
+    let sql = setup.extract_sql(s, &source);
+    let c = &db.client;
+    let eval = db.eval().await?;
+    let tx = eval.begin_repeatable().await?;
+    let pb = indicatif::ProgressBar::hidden();
+    let x = extract(&tx, &setup, &sql, false, &pb).await;
+    tx.end().await;
+    let x = x?;
+    let known = c
+        .query(
+            &s.substitute(
+                "SELECT id, attribute_id, value FROM {{ps}}.identifiers WHERE entity_id = $1::text::uuid",
+            ),
+            &[&entity],
+        )
+        .await
+        .pg_context(|| "reading the entity's identifiers".into())?;
+    let refused = c
+        .query(
+            &s.substitute(
+                "SELECT r.event_id::text, r.attribute_id, r.value FROM {{ps}}.refused_edges r
+                   JOIN {{ps}}.event_entities x ON x.event_id = r.event_id
+                  WHERE x.entity_id = $1::text::uuid",
+            ),
+            &[&entity],
+        )
+        .await
+        .pg_context(|| "reading the entity's refused edges".into())?;
+    let ids: HashMap<(String, Vec<u8>), i64> = known
+        .iter()
+        .map(|r| ((r.get(1), r.get::<_, String>(2).into_bytes()), r.get(0)))
+        .collect();
+    let refused: std::collections::HashSet<(String, String, Vec<u8>)> = refused
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get::<_, String>(2).into_bytes()))
+        .collect();
+    let mut out = Vec::new();
+    for (e, ev) in x.ev_ids.iter().enumerate() {
+        let ev = copy::uuid_string(ev);
+        let (a, b) = (
+            x.input.ev_offsets[e] as usize,
+            x.input.ev_offsets[e + 1] as usize,
+        );
+        for &i in &x.input.ev_idents[a..b] {
+            let attr = setup.attrs[x.idents.attr[i as usize] as usize].clone();
+            let value = x.idents.value(i).to_vec();
+            if refused.contains(&(ev.clone(), attr.clone(), value.clone())) {
+                continue;
+            }
+            if let Some(id) = ids.get(&(attr, value)) {
+                out.push((ev.clone(), *id));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Finds the config row and event whose value expression fails, for the
 /// error message: each row's expression alone over the batch, then a
 /// bisection over the event ids of the failing row's type. Everything runs
@@ -554,6 +638,7 @@ struct BatchStats {
     merges: u64,
     refused_blocked: u64,
     refused_limit: u64,
+    phases: Vec<(String, u64)>,
 }
 
 /// Runs stitching: from the beginning when the queue is missing, a full run
@@ -593,6 +678,16 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         None
     };
     let setup = Setup::load(db).await?;
+    if setup.rows.is_empty() {
+        sum.warning = Some(format!(
+            "no stitching rules in {}.stitching_attributes_config: every event becomes its own entity; add rules (docs/stitch.md) and rerun with --from-scratch",
+            s.raw_name("ps")
+        ));
+        out.info(format!(
+            "warning: {}",
+            sum.warning.as_deref().unwrap_or_default()
+        ));
+    }
     setup.validate(db).await?;
     if queue_exists && !opts.dry_run {
         // a queue table created again by hand lacks the evaluation role's
@@ -666,14 +761,7 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         pb.finish_and_clear();
         add(&mut sum, &st);
         sum.batches = 1;
-        // fresh statistics, so the next incremental run's look-ups use the indexes
-        db.client
-            .batch_execute(&s.substitute(
-                "ANALYZE {{ps}}.identifiers, {{ps}}.matching, {{ps}}.event_entities, {{ps}}.entities,
-                         {{ps}}.customer_events_to_process, {{attr}}.customer_entities",
-            ))
-            .await
-            .pg_context(|| "analyzing the stitching tables".into())?;
+        sum.phases_ms = st.phases.iter().cloned().collect();
     } else {
         sum.mode = "incremental".into();
         let hi: Option<i64> = db
@@ -852,6 +940,7 @@ async fn full_batch(
     setup: &Setup,
     pb: &indicatif::ProgressBar,
 ) -> Result<BatchStats> {
+    let mut ph = Phases::default();
     let tx = eval.begin_repeatable().await?;
     let res = async {
         let snap = tx.export_snapshot().await?;
@@ -866,19 +955,42 @@ async fn full_batch(
     .await;
     tx.end().await;
     let mut x = res?;
+    ph.lap("extract");
     x.input.ident_gid = (1..=x.idents.len() as u64).collect();
     let res = engine::resolve(&x.input);
+    ph.lap("resolve");
     pb.set_message("writing entities");
-    main.batch_execute(&s.substitute(
-        "INSERT INTO {{cdpctl}}.entity_changes (entity_id, kind, items) SELECT id, 'removed', '{}' FROM {{ps}}.entities;
-         TRUNCATE {{ps}}.identifiers, {{ps}}.matching, {{ps}}.refused_edges, {{ps}}.entities,
-                  {{ps}}.event_entities, {{ps}}.entity_merges;
-         TRUNCATE {{attr}}.customer_entities CASCADE;",
-    ))
+    // refill the tables the way pg_restore does: empty them, drop their
+    // indexes, COPY the rows in frozen, rebuild the indexes, analyze; all
+    // in this transaction, so the previous results stay until it commits
+    main.batch_execute(&s.substitute(&format!(
+        "TRUNCATE {{{{ps}}}}.identifiers, {{{{ps}}}}.refused_edges, {{{{ps}}}}.entities,
+                  {{{{ps}}}}.event_entities, {{{{ps}}}}.entity_merges;
+         TRUNCATE {{{{attr}}}}.customer_entities CASCADE;
+         {}",
+        bulk::BUILD_SETTINGS
+    )))
     .await
     .pg_context(|| "clearing the previous stitching results".into())?;
+    let big: Vec<String> = [
+        "{{ps}}.identifiers",
+        "{{ps}}.event_entities",
+        "{{ps}}.entities",
+        "{{attr}}.customer_entities",
+    ]
+    .iter()
+    .map(|t| s.substitute(t))
+    .collect();
+    let deferred = bulk::defer_indexes(main, &big).await?;
+    ph.lap("truncate");
     let run_id = begin_run(main, s, "full").await?;
-    let st = write_batch(main, s, setup, &x, &res, &[], run_id, 0).await?;
+    let mut st = write_batch(main, s, setup, &x, &res, &[], run_id, true).await?;
+    drop(x);
+    drop(res);
+    ph.lap("write");
+    pb.set_message("building indexes");
+    bulk::restore_indexes(main, deferred).await?;
+    ph.lap("index");
     main.batch_execute(&s.substitute(
         "DELETE FROM {{ps}}.customer_events_to_process;
          UPDATE {{ps}}.stitching_state SET full_run_pending = false, reason = NULL, last_full_run = now();",
@@ -886,10 +998,43 @@ async fn full_batch(
     .await
     .pg_context(|| "clearing the stitching queue".into())?;
     finish_run(main, s, run_id, &st).await?;
+    // fresh statistics, so the next incremental run's look-ups use the indexes
+    main.batch_execute(&s.substitute(
+        "ANALYZE {{ps}}.identifiers, {{ps}}.event_entities, {{ps}}.entities, {{attr}}.customer_entities",
+    ))
+    .await
+    .pg_context(|| "analyzing the stitching tables".into())?;
+    ph.lap("analyze");
     main.batch_execute("COMMIT")
         .await
         .pg_context(|| "committing the stitching run".into())?;
+    ph.lap("commit");
+    st.phases = ph.done;
     Ok(st)
+}
+
+/// Wall-clock time per phase of a run.
+struct Phases {
+    at: Instant,
+    done: Vec<(String, u64)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            at: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn lap(&mut self, name: &str) {
+        let now = Instant::now();
+        self.done
+            .push((name.to_string(), (now - self.at).as_millis() as u64));
+        self.at = now;
+    }
 }
 
 /// One incremental batch: queue rows `seq` in `(lo, hi]`.
@@ -1012,7 +1157,7 @@ async fn incremental_batch(
     }
     x.input.ident_gid = gid;
     let res = engine::resolve(&x.input);
-    let st = write_batch(main, s, setup, &x, &res, &ent_ids, run_id, lo).await?;
+    let st = write_batch(main, s, setup, &x, &res, &ent_ids, run_id, false).await?;
     main.batch_execute(&s.substitute(&format!(
         "DELETE FROM {{{{ps}}}}.customer_events_to_process q
           WHERE q.seq > {lo} AND q.seq <= {hi}
@@ -1039,8 +1184,20 @@ async fn write_batch(
     res: &Resolution,
     ent_ids: &[[u8; 16]],
     run_id: i64,
-    _lo: i64,
+    full: bool,
 ) -> Result<BatchStats> {
+    // a run from scratch truncated the tables in this transaction: its rows
+    // go in frozen, so nothing rewrites them later to set hint bits
+    let start = |target: &'static str, what: &'static str| {
+        let target = s.substitute(target);
+        async move {
+            if full {
+                CopyWriter::start_frozen(main, &target, what).await
+            } else {
+                CopyWriter::start(main, &target, what).await
+            }
+        }
+    };
     let inp = &x.input;
     let mut st = BatchStats {
         events: x.ev_ids.len() as u64,
@@ -1059,9 +1216,8 @@ async fn write_batch(
         })
         .collect();
     // new identifiers
-    let mut w = CopyWriter::start(
-        main,
-        &s.substitute("{{ps}}.identifiers (id, attribute_id, value, entity_id)"),
+    let mut w = start(
+        "{{ps}}.identifiers (id, attribute_id, value, entity_id)",
         "identifiers",
     )
     .await?;
@@ -1077,30 +1233,12 @@ async fn write_batch(
         w.uuid(&comp_ids[c as usize]);
     }
     st.new_identifiers = w.finish().await?;
-    // edges
-    let mut w = CopyWriter::start(
-        main,
-        &s.substitute("{{ps}}.matching (event_id, identifier_id, run_id)"),
-        "matching",
-    )
-    .await?;
-    for e in 0..x.ev_ids.len() {
-        let (a, b) = (inp.ev_offsets[e] as usize, inp.ev_offsets[e + 1] as usize);
-        for k in a..b {
-            if res.edge_ok[k] {
-                w.row(3).await?;
-                w.uuid(&x.ev_ids[e]);
-                w.i64(inp.ident_gid[inp.ev_idents[k] as usize] as i64);
-                w.i64(run_id);
-            }
-        }
-    }
-    st.edges = w.finish().await?;
+    // edges: counted, not stored (`stitch explain` derives them on demand)
+    st.edges = res.edge_ok.iter().filter(|ok| **ok).count() as u64;
     // refused edges
     if !res.refused.is_empty() {
-        let mut w = CopyWriter::start(
-            main,
-            &s.substitute("{{ps}}.refused_edges (event_id, attribute_id, value, reason, run_id)"),
+        let mut w = start(
+            "{{ps}}.refused_edges (event_id, attribute_id, value, reason, run_id)",
             "refused_edges",
         )
         .await?;
@@ -1128,9 +1266,8 @@ async fn write_batch(
         w.finish().await?;
     }
     // event labels
-    let mut w = CopyWriter::start(
-        main,
-        &s.substitute("{{ps}}.event_entities (event_id, entity_id)"),
+    let mut w = start(
+        "{{ps}}.event_entities (event_id, entity_id)",
         "event_entities",
     )
     .await?;
@@ -1140,9 +1277,9 @@ async fn write_batch(
         w.uuid(&comp_ids[res.ev_comp[e] as usize]);
     }
     w.finish().await?;
-    // event keys gained per component
-    let mut comp_keys: Vec<Vec<u16>> = vec![Vec::new(); res.comps.len()];
-    for (e, &c) in res.ev_comp.iter().enumerate() {
+    // event keys gained per component (for the journal of an incremental run)
+    let mut comp_keys: Vec<Vec<u16>> = vec![Vec::new(); if full { 0 } else { res.comps.len() }];
+    for (e, &c) in res.ev_comp.iter().enumerate().filter(|_| !full) {
         let v = &mut comp_keys[c as usize];
         let k = x.ev_key[e];
         if !v.contains(&k) {
@@ -1150,12 +1287,7 @@ async fn write_batch(
         }
     }
     // new entities
-    let mut w = CopyWriter::start(
-        main,
-        &s.substitute("{{ps}}.entities (id, events)"),
-        "entities",
-    )
-    .await?;
+    let mut w = start("{{ps}}.entities (id, events)", "entities").await?;
     for (c, comp) in res.comps.iter().enumerate() {
         if comp.entity == NONE {
             w.row(2).await?;
@@ -1164,12 +1296,7 @@ async fn write_batch(
         }
     }
     st.entities_created = w.finish().await?;
-    let mut w = CopyWriter::start(
-        main,
-        &s.substitute("{{attr}}.customer_entities (id)"),
-        "customer_entities",
-    )
-    .await?;
+    let mut w = start("{{attr}}.customer_entities (id)", "customer_entities").await?;
     for (c, comp) in res.comps.iter().enumerate() {
         if comp.entity == NONE {
             w.row(1).await?;
@@ -1200,6 +1327,9 @@ async fn write_batch(
             }
         }
         st.entities_updated = w.finish().await?;
+        main.batch_execute("ANALYZE pg_temp.cdpctl_stitch_grow")
+            .await
+            .pg_context(|| "analyzing the entity staging table".into())?;
         if !res.merges.is_empty() {
             let mut w = CopyWriter::start(
                 main,
@@ -1216,6 +1346,11 @@ async fn write_batch(
                 w.i64(inp.entities[m.absorbed as usize].events);
             }
             st.merges = w.finish().await?;
+            // statistics, so the joins below use the entity_id indexes
+            // instead of scanning the big tables
+            main.batch_execute("ANALYZE pg_temp.cdpctl_stitch_merges")
+                .await
+                .pg_context(|| "analyzing the merge staging table".into())?;
             main.batch_execute(&s.substitute(&format!(
                 "UPDATE {{{{ps}}}}.identifiers i SET entity_id = m.survivor
                    FROM pg_temp.cdpctl_stitch_merges m WHERE i.entity_id = m.absorbed;
@@ -1240,7 +1375,19 @@ async fn write_batch(
         .await
         .pg_context(|| "marking entities for attribute calculation".into())?;
     }
-    // the change journal, one COPY
+    // the change journal: after a run from scratch one row says "every
+    // entity was rebuilt" (and replaces what was journalled about the old
+    // entities); else one COPY of what changed
+    if full {
+        main.batch_execute(&s.substitute(
+            "DELETE FROM {{cdpctl}}.entity_changes;
+             INSERT INTO {{cdpctl}}.entity_changes (entity_id, kind)
+             VALUES ('00000000-0000-0000-0000-000000000000', 'rebuilt')",
+        ))
+        .await
+        .pg_context(|| "journalling the rebuild in entity_changes".into())?;
+        return Ok(st);
+    }
     let mut w = CopyWriter::start(
         main,
         &s.substitute("{{cdpctl}}.entity_changes (entity_id, kind, items)"),
