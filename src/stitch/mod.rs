@@ -761,7 +761,7 @@ pub async fn run(db: &mut Db, opts: &StitchOptions, out: &Output) -> Result<Stit
         pb.finish_and_clear();
         add(&mut sum, &st);
         sum.batches = 1;
-        sum.phases_ms = st.phases.iter().cloned().collect();
+        sum.phases_ms = st.phases.to_vec();
     } else {
         sum.mode = "incremental".into();
         let hi: Option<i64> = db
