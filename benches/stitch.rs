@@ -10,8 +10,9 @@
 //! - a streaming union-find in Python (bench/stitch_uf.py) reading
 //!   `COPY ... TO STDOUT` through psql, blocklist applied;
 //! - an incremental run of new events (some join existing entities, some
-//!   bridge two) into the big graph;
-//! and checks that every method yields the same canonical partition (each
+//!   bridge two) into the big graph.
+//!
+//! It checks that every method yields the same canonical partition (each
 //! event labelled by the smallest event id of its entity, hashed).
 //!
 //! Sizes: STITCH_BENCH_EVENTS (default 1,000,000), STITCH_BENCH_CHAINS /
