@@ -267,7 +267,6 @@ async fn main() {
         .await
         .unwrap();
     let (mut passes, mut converged) = (0u64, false);
-    let (mut front_rows, mut analyzed): (u64, u64) = (u64::MAX, u64::MAX);
     let (mut cur, mut next) = ("lp_front_a", "lp_front_b");
     while t0.elapsed() < limit {
         passes += 1;
@@ -288,20 +287,12 @@ async fn main() {
             )
             .await
             .unwrap();
-        // small frontiers are emptied with DELETE (TRUNCATE costs file
-        // operations); statistics are refreshed when the frontier size moved
-        // by 4× since the last ANALYZE, so each pass gets the right plan
-        let clear = if front_rows > 10_000 {
-            "TRUNCATE"
-        } else {
-            "DELETE FROM"
-        };
-        c.batch_execute(&format!("{clear} {cur}")).await.unwrap();
-        front_rows = changed;
-        if changed * 4 < analyzed || changed > analyzed * 4 {
-            c.batch_execute(&format!("ANALYZE {next}")).await.unwrap();
-            analyzed = changed.max(1);
-        }
+        // TRUNCATE (a DELETE would leave dead rows that inflate the
+        // planner's size estimate) and fresh statistics of the new frontier,
+        // so each pass gets the plan its frontier size calls for
+        c.batch_execute(&format!("TRUNCATE {cur}; ANALYZE {next}"))
+            .await
+            .unwrap();
         std::mem::swap(&mut cur, &mut next);
         if changed == 0 {
             converged = true;
