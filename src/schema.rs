@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("080", "eval_role", "080_eval_role.sql"),
     migration!("090", "stitch_bulk", "090_stitch_bulk.sql"),
     migration!("100", "serve", "100_serve.sql"),
+    migration!("110", "history_actor", "110_history_actor.sql"),
 ];
 
 impl Migration {

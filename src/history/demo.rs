@@ -140,28 +140,29 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
         visible(query::state_at(&db.client, &db.schemas, customer, t_end, None, false).await?);
     let changes = diff::diff_states(&before, &after, None);
 
-    let tz = chrono_tz::Tz::UTC;
+    // The commands printed are to be copied: exact times, not cut to the second.
+    let style = super::time::Style::new(chrono_tz::Tz::UTC, true);
     let mut lines = vec![format!(
         "history: {captured} changes of customer {customer} captured in {} (1 insert of 4, a priority shift of 4 + 1 new, 3 quick saves, 1 delete)",
         table.display()
     )];
     lines.push(format!(
         "history: $ cdpctl history-at --customer {customer} --at '{}'",
-        super::time::rfc3339(t_before_delete, tz)
+        style.rfc3339(t_before_delete)
     ));
     for r in &at {
         lines.push(format!(
             "history:   #{} {:<22} priority {} {}",
             r.campaign_id,
-            diff::cell(r.snapshot.get("name")),
-            diff::cell(r.snapshot.get("priority")),
-            diff::cell(r.snapshot.get("status")),
+            style.cell(r.snapshot.get("name")),
+            style.cell(r.snapshot.get("priority")),
+            style.cell(r.snapshot.get("status")),
         ));
     }
     lines.push(format!(
         "history: $ cdpctl history-at --customer {customer} --diff-from '{}' --at '{}'",
-        super::time::rfc3339(t_created, tz),
-        super::time::rfc3339(t_end, tz)
+        style.rfc3339(t_created),
+        style.rfc3339(t_end)
     ));
     for d in &changes {
         let fields: Vec<String> = match d.change {
@@ -173,8 +174,8 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
                     format!(
                         "{}: {} -> {}",
                         f.field,
-                        diff::cell(f.before.as_ref()),
-                        diff::cell(f.after.as_ref())
+                        style.cell(f.before.as_ref()),
+                        style.cell(f.after.as_ref())
                     )
                 })
                 .collect(),
@@ -183,7 +184,7 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
         let name = after
             .get(&d.campaign_id)
             .or_else(|| before.get(&d.campaign_id))
-            .map(|s| diff::cell(s.get("name")))
+            .map(|s| style.cell(s.get("name")))
             .unwrap_or_default();
         let line = format!(
             "history:   #{} {} {:?} {}",
@@ -199,10 +200,10 @@ pub async fn run(db: &mut Db) -> Result<DemoReport> {
         "table": table.display(),
         "customer_id": customer,
         "captured": captured,
-        "at": super::time::rfc3339(t_before_delete, tz),
+        "at": style.rfc3339(t_before_delete),
         "campaigns_at": at.len(),
-        "diff_from": super::time::rfc3339(t_created, tz),
-        "diff_to": super::time::rfc3339(t_end, tz),
+        "diff_from": style.rfc3339(t_created),
+        "diff_to": style.rfc3339(t_end),
         "changed": {
             "created": count(diff::CampaignChangeKind::Created),
             "updated": count(diff::CampaignChangeKind::Updated),

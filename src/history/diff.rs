@@ -145,15 +145,6 @@ pub fn choose_fields<'a>(
     all
 }
 
-/// A JSON value as a table cell: strings bare, null as `-`, the rest as JSON.
-pub fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,13 +238,5 @@ mod tests {
             choose_fields(None, &defaults, &other),
             vec!["title", "rank"]
         );
-    }
-
-    #[test]
-    fn cells() {
-        assert_eq!(cell(Some(&json!("x"))), "x");
-        assert_eq!(cell(Some(&json!(null))), "-");
-        assert_eq!(cell(None), "-");
-        assert_eq!(cell(Some(&json!({"a": 1}))), "{\"a\":1}");
     }
 }

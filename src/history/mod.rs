@@ -213,7 +213,7 @@ pub async fn status_items(db: &Db) -> Result<Vec<Item>> {
             items.push(Item::new(
                 "history",
                 "latest recorded change",
-                time::display(t, hc.time_zone().unwrap_or(chrono_tz::Tz::UTC)),
+                time::Style::new(hc.time_zone().unwrap_or(chrono_tz::Tz::UTC), false).display(t),
             ));
         }
     }
