@@ -167,7 +167,7 @@ async fn quick_saves_and_priority_shifts_are_all_captured() {
         .await
         .unwrap();
     }
-    let tl = query::timeline(&db.client, &db.schemas, 1, 7, None)
+    let tl = query::timeline(&db.client, &db.schemas, 1, Some(&[7]), None)
         .await
         .unwrap();
     let names: Vec<&str> = tl
@@ -967,7 +967,7 @@ async fn history_at_diff_from_and_timeline() {
             {"field": "name", "change": "changed", "before": "Sale", "after": "Sale!"},
             {"field": "status", "change": "changed", "before": "active", "after": "paused"},
             {"field": "tag", "change": "added", "before": null, "after": "q1"},
-        ]}])
+        ], "changed_by": [{"actor_user": null, "actor_application": null, "actor": null}]}])
     );
 
     let out = run(t.cli().args([
@@ -1019,7 +1019,7 @@ async fn history_at_usage_errors() {
     ]));
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("--at: cannot parse time \"last tuesday 14:00\": use RFC 3339 (2024-03-05T14:00:00Z, 2024-03-05T14:00:00+01:00), \"YYYY-MM-DD HH:MM[:SS]\" in --tz (default UTC), a bare date YYYY-MM-DD (midnight in --tz) or \"now\""),
+        out.stderr.contains("--at: cannot parse time \"last tuesday 14:00\": use RFC 3339 (2024-03-05T14:00:00Z, 2024-03-05T14:00:00+01:00), \"YYYY-MM-DD HH:MM[:SS]\" or a date YYYY-MM-DD (midnight) in --tz (default UTC), a time of day HH:MM[:SS] (today in --tz), \"now\", \"today\" or \"yesterday\" (midnight in --tz, or followed by HH:MM[:SS]), or \"N UNIT ago\" with UNIT s, m, h, d or w (90s ago, 30m ago, 2h ago, 3 days ago, 1 week ago)"),
         "{}",
         out.stderr
     );
@@ -1053,13 +1053,19 @@ async fn history_at_usage_errors() {
         "{}",
         out.stderr
     );
-    let out = run(t
-        .cli()
-        .args(["history-at", "--customer", "5", "--timeline"]));
+    let out = run(t.cli().args([
+        "history-at",
+        "--customer",
+        "5",
+        "--diff-from",
+        "3 fortnights ago",
+        "--at",
+        "now",
+    ]));
     assert_eq!(out.code, 2);
     assert!(
         out.stderr
-            .contains("--timeline needs exactly one --campaign ID"),
+            .contains("--diff-from: cannot parse time \"3 fortnights ago\""),
         "{}",
         out.stderr
     );
@@ -1223,4 +1229,616 @@ async fn demo_shows_history() {
             json!({"created": 1, "updated": 3, "deleted": 1})
         );
     }
+}
+
+/// Roles made for one test (roles are per cluster, so their names are
+/// unique), dropped with their grants when the test ends.
+struct Roles {
+    url: String,
+    names: Vec<String>,
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        let (url, names) = (self.url.clone(), self.names.join(", "));
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP OWNED BY {names}; DROP ROLE {names}"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A session on the test database as `user`, with an application_name.
+async fn connect_as(url: &str, user: &str, application: &str) -> tokio_postgres::Client {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_username(user).unwrap();
+    u.query_pairs_mut()
+        .append_pair("application_name", application);
+    let (c, conn) = tokio_postgres::connect(u.as_str(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting as {user}: {e}"));
+    tokio::spawn(conn);
+    c
+}
+
+type ActorRow = (i64, String, Option<String>, Option<String>, Option<String>);
+
+async fn actor_rows(c: &tokio_postgres::Client) -> Vec<ActorRow> {
+    c.query(
+        "SELECT campaign_id, event_type, actor_user, actor_application, actor
+           FROM inapp_campaigns.campaign_snapshots ORDER BY event_time, campaign_id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+/// The capture function runs as its owner (SECURITY DEFINER), yet every
+/// snapshot names the role that ran the statement (a login, or the role it
+/// SET ROLE to), its application_name and the cdpctl.actor it set; an
+/// empty setting is NULL. history-at shows them in the timeline and the diff.
+#[tokio::test(flavor = "multi_thread")]
+async fn actor_is_the_role_that_ran_the_statement() {
+    let (t, _db) = captured_db().await;
+    let admin = t.client().await;
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let login = format!("cdpctl_t_login_{suffix}");
+    let editor = format!("cdpctl_t_editor_{suffix}");
+    let _roles = Roles {
+        url: t.url.clone(),
+        names: vec![login.clone(), editor.clone()],
+    };
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {login} LOGIN; CREATE ROLE {editor} NOLOGIN; GRANT {editor} TO {login};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON public.campaigns TO {login}, {editor};"
+        ))
+        .await
+        .unwrap();
+    let app = connect_as(&t.url, &login, "billing-ui").await;
+    app.batch_execute(
+        "INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (1, 7, 'Welcome', 1), (2, 7, 'Sale', 2)",
+    )
+    .await
+    .unwrap();
+    app.batch_execute(
+        "SET cdpctl.actor = 'alice@support'; UPDATE public.campaigns SET name = 'Welcome!' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    app.batch_execute(&format!(
+        "BEGIN; SET LOCAL ROLE {editor}; SET LOCAL cdpctl.actor = 'bob@support';
+         UPDATE public.campaigns SET priority = 3 WHERE id = 2; COMMIT;"
+    ))
+    .await
+    .unwrap();
+
+    // the CLI, before anything is deleted: the timeline and the diff name them
+    let out = run(t.cli().args([
+        "--format",
+        "json",
+        "history-at",
+        "--customer",
+        "7",
+        "--timeline",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let who: Vec<(i64, Value, Value, Value)> = out.json()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["campaign_id"].as_i64().unwrap(),
+                c["actor_user"].clone(),
+                c["actor_application"].clone(),
+                c["actor"].clone(),
+            )
+        })
+        .collect();
+    let (l, e) = (json!(login), json!(editor));
+    let ui = json!("billing-ui");
+    assert_eq!(
+        who,
+        vec![
+            (1, l.clone(), ui.clone(), Value::Null),
+            (2, l.clone(), ui.clone(), Value::Null),
+            (1, l.clone(), ui.clone(), json!("alice@support")),
+            (2, e.clone(), ui.clone(), json!("bob@support")),
+        ]
+    );
+    let out = run(t.cli().args([
+        "history-at",
+        "--customer",
+        "7",
+        "--timeline",
+        "--campaign",
+        "1",
+        "--fields",
+        "name",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "┆ updated ┆ alice@support ({login} via billing-ui) ┆ name: Welcome -> Welcome! "
+        )),
+        "{}",
+        out.stdout
+    );
+    let out = run(t.cli().args([
+        "--format",
+        "json",
+        "history-at",
+        "--customer",
+        "7",
+        "--diff-from",
+        "1h ago",
+        "--at",
+        "now",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert_eq!(j["campaigns"][1]["campaign_id"], 2);
+    assert_eq!(
+        j["campaigns"][1]["changed_by"],
+        json!([
+            {"actor_user": login, "actor_application": "billing-ui", "actor": null},
+            {"actor_user": editor, "actor_application": "billing-ui", "actor": "bob@support"},
+        ])
+    );
+    let out = run(t.cli().args([
+        "history-at",
+        "--customer",
+        "7",
+        "--diff-from",
+        "1h ago",
+        "--at",
+        "now",
+        "--fields",
+        "name",
+    ]));
+    assert!(out.stdout.contains("┆ changed by "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("┆ bob@support ({editor} via billing-ui)")),
+        "{}",
+        out.stdout
+    );
+
+    // after the transaction the session is the login again; '' is no actor
+    app.batch_execute("SET cdpctl.actor = ''; DELETE FROM public.campaigns WHERE id = 2")
+        .await
+        .unwrap();
+    // a superuser session without application_name truncates
+    let me: String = admin
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute("TRUNCATE public.campaigns")
+        .await
+        .unwrap();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        actor_rows(&admin).await,
+        vec![
+            (1, "created".into(), s(&login), s("billing-ui"), None),
+            (2, "created".into(), s(&login), s("billing-ui"), None),
+            (
+                1,
+                "updated".into(),
+                s(&login),
+                s("billing-ui"),
+                s("alice@support")
+            ),
+            (
+                2,
+                "updated".into(),
+                s(&editor),
+                s("billing-ui"),
+                s("bob@support")
+            ),
+            (2, "deleted".into(), s(&login), s("billing-ui"), None),
+            (1, "deleted".into(), s(&me), None, None),
+        ]
+    );
+}
+
+/// `--timeline` without `--campaign`: every change of every campaign of the
+/// customer, oldest first, each diffed against the same campaign's previous
+/// snapshot; `--campaign` narrows, `--at` cuts; other customers never show.
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_wide_timeline_across_campaigns() {
+    let (t, _db) = captured_db().await;
+    let c = t.client().await;
+    c.batch_execute("SET application_name = 'campaign-editor'")
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (1, 1, 'A', 1)",
+        "INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (2, 1, 'B', 2)",
+        "INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (3, 2, 'other', 1)",
+        "UPDATE public.campaigns SET name = 'A2' WHERE id = 1",
+        "UPDATE public.campaigns SET priority = 5 WHERE id = 2",
+        "INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (4, 1, 'C', 3)",
+        "DELETE FROM public.campaigns WHERE id = 1",
+        "UPDATE public.campaigns SET name = 'other2' WHERE id = 3",
+    ] {
+        c.batch_execute(sql).await.unwrap();
+    }
+    let timeline = |extra: &[&str]| -> Value {
+        let out = run(t
+            .cli()
+            .args([
+                "--format",
+                "json",
+                "history-at",
+                "--customer",
+                "1",
+                "--timeline",
+                "--precise",
+            ])
+            .args(extra));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()
+    };
+    let kinds = |j: &Value| -> Vec<(i64, String)> {
+        j["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["campaign_id"].as_i64().unwrap(),
+                    c["event_type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let all = timeline(&[]);
+    let k = |id: i64, kind: &str| (id, kind.to_string());
+    assert_eq!(
+        kinds(&all),
+        vec![
+            k(1, "created"),
+            k(2, "created"),
+            k(1, "updated"),
+            k(2, "updated"),
+            k(4, "created"),
+            k(1, "deleted"),
+        ]
+    );
+    let stored: i64 = c
+        .query_one(
+            "SELECT count(*) FROM inapp_campaigns.campaign_snapshots WHERE customer_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(all["changes"].as_array().unwrap().len() as i64, stored);
+    let times: Vec<&str> = all["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["event_time"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    // each update against its own campaign's previous snapshot
+    assert_eq!(
+        all["changes"][2]["changes"],
+        json!([{"field": "name", "change": "changed", "before": "A", "after": "A2"}])
+    );
+    assert_eq!(
+        all["changes"][3]["changes"],
+        json!([{"field": "priority", "change": "changed", "before": 2, "after": 5}])
+    );
+    assert_eq!(all["campaigns"], json!([]));
+    assert!(all.get("campaign_id").is_none());
+
+    let some = timeline(&["--campaign", "2,4"]);
+    assert_eq!(
+        kinds(&some),
+        vec![k(2, "created"), k(2, "updated"), k(4, "created")]
+    );
+    // up to --at: an exact (precise) time of the fourth change
+    let cut = timeline(&["--at", times[3]]);
+    assert_eq!(kinds(&cut), kinds(&all)[..4].to_vec());
+    assert_eq!(cut["at"], times[3]);
+
+    let me: String = c
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let out = run(t.cli().args([
+        "history-at",
+        "--customer",
+        "1",
+        "--timeline",
+        "--fields",
+        "name,priority",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("customer 1: 6 change(s) of 3 campaign(s)\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "┆ 2        ┆ updated ┆ {me} via campaign-editor ┆ priority: 2 -> 5"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("other"), "{}", out.stdout);
+}
+
+/// A zone in which it is about noon now, so that a time of day is safely
+/// in the past (01:00) or in the future (23:00) whenever the test runs.
+fn noon_zone(now: DateTime<Utc>) -> (String, chrono::FixedOffset) {
+    use chrono::Timelike;
+    let offset = 12 - now.hour() as i32; // -11 ..= 12
+    let name = match offset {
+        0 => "Etc/GMT".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    (name, chrono::FixedOffset::east_opt(offset * 3600).unwrap())
+}
+
+/// Relative times through the CLI against imported changes made 3 days,
+/// 2 hours and 30 minutes ago.
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_times_from_the_command_line() {
+    let t = TestDb::new().await;
+    let mut db = t.db().await;
+    let now = Utc::now();
+    let ago = |d: Duration| (now - d).to_rfc3339();
+    let text = [
+        line(
+            8,
+            1,
+            &ago(Duration::days(3)),
+            "created",
+            json!({"name": "Old", "priority": 1}),
+        ),
+        line(
+            8,
+            2,
+            &ago(Duration::hours(2)),
+            "created",
+            json!({"name": "Spring", "priority": 2}),
+        ),
+        line(
+            8,
+            2,
+            &ago(Duration::minutes(30)),
+            "updated",
+            json!({"name": "Spring -20%", "priority": 2}),
+        ),
+    ]
+    .join("\n");
+    import_text(&mut db, &text).await;
+    let at = |at: &str, tz: &str| -> (Value, String) {
+        let out = run(t.cli().args([
+            "--format",
+            "json",
+            "history-at",
+            "--customer",
+            "8",
+            "--tz",
+            tz,
+            "--at",
+            at,
+        ]));
+        assert_eq!(out.code, 0, "{at}: {}", out.stderr);
+        (out.json(), out.stderr)
+    };
+    let names = |at_: &str| -> Vec<(i64, String)> {
+        at(at_, "UTC").0["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["campaign_id"].as_i64().unwrap(),
+                    c["fields"]["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let n = |id: i64, name: &str| (id, name.to_string());
+    assert_eq!(names("1h ago"), vec![n(1, "Old"), n(2, "Spring")]);
+    assert_eq!(names("90 minutes ago"), vec![n(1, "Old"), n(2, "Spring")]);
+    assert_eq!(names("10m ago"), vec![n(1, "Old"), n(2, "Spring -20%")]);
+    assert_eq!(names("now"), vec![n(1, "Old"), n(2, "Spring -20%")]);
+    assert_eq!(names("2 days ago"), vec![n(1, "Old")]);
+    assert_eq!(names("1 day ago"), vec![n(1, "Old")]);
+    assert_eq!(names("yesterday"), vec![n(1, "Old")]);
+    assert_eq!(names("1 week ago"), vec![]);
+    assert_eq!(names("4d ago"), vec![]);
+    // imported snapshots name no actor
+    let (j, _) = at("now", "UTC");
+    for key in ["actor_user", "actor_application", "actor"] {
+        assert_eq!(j["campaigns"][0][key], Value::Null, "{key}");
+    }
+    let out = run(t.cli().args([
+        "--format",
+        "json",
+        "history-at",
+        "--customer",
+        "8",
+        "--diff-from",
+        "1h ago",
+        "--at",
+        "now",
+    ]));
+    let j = out.json();
+    assert_eq!(j["campaigns"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["campaigns"][0]["fields"][0]["after"], "Spring -20%");
+    assert_eq!(
+        j["campaigns"][0]["changed_by"],
+        json!([{"actor_user": null, "actor_application": null, "actor": null}])
+    );
+
+    // a time of day is today in --tz
+    let (zone, offset) = noon_zone(now);
+    let today = now.with_timezone(&offset).date_naive();
+    let local = |h: u32| {
+        offset
+            .from_local_datetime(&today.and_hms_opt(h, 0, 0).unwrap())
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (j, stderr) = at("01:00", &zone);
+    assert_eq!(j["at"], local(1), "{zone}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (midnight, _) = at("00:00", &zone);
+    assert_eq!(midnight["at"], at("today", &zone).0["at"]);
+    assert_eq!(midnight["at"], local(0));
+    let (yesterday, _) = at("yesterday 01:00", &zone);
+    let want = offset
+        .from_local_datetime(&(today - Duration::days(1)).and_hms_opt(1, 0, 0).unwrap())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(yesterday["at"], want);
+    // later today: today's, with a note on stderr (the data is the latest)
+    let (j, stderr) = at("23:00", &zone);
+    assert_eq!(j["at"], local(23));
+    assert_eq!(j["campaigns"][1]["fields"]["name"], "Spring -20%");
+    assert!(
+        stderr.contains("note: --at \"23:00\" is ")
+            && stderr.contains(", after now (")
+            && stderr.contains("for yesterday's say \"yesterday 23:00\""),
+        "{stderr}"
+    );
+}
+
+/// Every time in an output (table and JSON, its own and the snapshots'
+/// timestamps) is in --tz and to the second; --precise gives the stored
+/// microseconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_time_printed_in_one_zone_to_the_second() {
+    let (t, _db) = captured_db().await;
+    let c = t.client().await;
+    c.batch_execute(
+        "SET TimeZone = 'UTC';
+         INSERT INTO public.campaigns (id, customer_id, name, priority) VALUES (1, 3, 'A', 1), (2, 3, 'B', 2);
+         UPDATE public.campaigns SET name = 'A2', updated_at = clock_timestamp() WHERE id = 1;
+         DELETE FROM public.campaigns WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let time =
+        regex::Regex::new(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)? ?(Z|[+-]\d\d:\d\d)").unwrap();
+    let cases: [&[&str]; 6] = [
+        &["--at", "now"],
+        &["--at", "now", "--include-deleted", "--fields", "all"],
+        &["--diff-from", "1h ago", "--at", "now"],
+        &[
+            "--diff-from",
+            "1h ago",
+            "--at",
+            "now",
+            "--fields",
+            "name,updated_at",
+        ],
+        &["--timeline"],
+        &["--timeline", "--fields", "all"],
+    ];
+    for args in cases {
+        for (format, precise) in [
+            ("table", false),
+            ("json", false),
+            ("table", true),
+            ("json", true),
+        ] {
+            let out = run(t
+                .cli()
+                .args([
+                    "--format",
+                    format,
+                    "history-at",
+                    "--customer",
+                    "3",
+                    "--tz",
+                    "Asia/Kolkata",
+                ])
+                .args(args)
+                .args(precise.then_some("--precise")));
+            assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+            let found: Vec<_> = time.captures_iter(&out.stdout).collect();
+            assert!(found.len() >= 2, "{args:?} {format}: {}", out.stdout);
+            for m in found {
+                assert_eq!(&m[2], "+05:30", "{args:?} {format}: {}", &m[0]);
+                let fraction = m.get(1).map(|f| f.as_str().len() - 1);
+                assert_eq!(
+                    fraction,
+                    precise.then_some(6),
+                    "{args:?} {format} precise {precise}: {}",
+                    &m[0]
+                );
+            }
+            // the snapshot's own timestamps are among them
+            assert!(
+                !out.stdout.contains("+00:00") && !out.stdout.contains("Z\""),
+                "{}",
+                out.stdout
+            );
+        }
+    }
+    // --precise prints the stored microseconds
+    let (first, updated_at): (DateTime<Utc>, DateTime<Utc>) = {
+        let r = c
+            .query_one(
+                "SELECT s.event_time, (s.snapshot->>'updated_at')::timestamptz
+                   FROM inapp_campaigns.campaign_snapshots s ORDER BY id LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let kolkata = chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+    let out = run(t.cli().args([
+        "--format",
+        "json",
+        "history-at",
+        "--customer",
+        "3",
+        "--tz",
+        "Asia/Kolkata",
+        "--timeline",
+        "--fields",
+        "all",
+        "--precise",
+    ]));
+    let j = out.json();
+    let micros = |t: DateTime<Utc>| {
+        t.with_timezone(&kolkata)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    assert_eq!(j["changes"][0]["event_time"], micros(first));
+    assert_eq!(
+        j["changes"][0]["snapshot"]["updated_at"],
+        micros(updated_at)
+    );
 }

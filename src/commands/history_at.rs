@@ -326,7 +326,11 @@ impl Report<'_> {
                 for (i, [field, before, after]) in lines.into_iter().enumerate() {
                     let first = i == 0;
                     let mut row = vec![
-                        if first { c.campaign_id.to_string() } else { String::new() },
+                        if first {
+                            c.campaign_id.to_string()
+                        } else {
+                            String::new()
+                        },
                         if first { kind.clone() } else { String::new() },
                         field,
                         before,

@@ -62,7 +62,8 @@ pub struct SnapshotRow {
 }
 
 /// The columns `rows_to_snapshots` reads, in order.
-const COLUMNS: &str = "id, campaign_id, event_time, event_type, snapshot, actor_user, actor_application, actor";
+const COLUMNS: &str =
+    "id, campaign_id, event_time, event_type, snapshot, actor_user, actor_application, actor";
 
 impl SnapshotRow {
     pub fn is_deleted(&self) -> bool {

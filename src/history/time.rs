@@ -4,8 +4,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{
-    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
-    TimeZone, Timelike, Utc,
+    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -185,7 +185,10 @@ pub fn future_note(text: &str, m: &Moment, now: DateTime<Utc>, style: &Style) ->
         return None;
     }
     let hint = if parse_clock(text.trim()).is_some() {
-        format!(" (a time of day means today; for yesterday's say \"yesterday {}\")", text.trim())
+        format!(
+            " (a time of day means today; for yesterday's say \"yesterday {}\")",
+            text.trim()
+        )
     } else {
         String::new()
     };
@@ -294,11 +297,9 @@ impl Style {
                 None => v.clone(),
             },
             Value::Array(items) => Value::Array(items.iter().map(|x| self.json(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (k.clone(), self.json(x)))
-                    .collect(),
-            ),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, x)| (k.clone(), self.json(x))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -382,10 +383,7 @@ mod tests {
             at("2024-07-05 14:00:30", berlin()),
             utc("2024-07-05T12:00:30Z")
         );
-        assert_eq!(
-            at("2024-03-05 14:00", Tz::UTC),
-            utc("2024-03-05T14:00:00Z")
-        );
+        assert_eq!(at("2024-03-05 14:00", Tz::UTC), utc("2024-03-05T14:00:00Z"));
         assert_eq!(
             at("2024-03-05T14:00:00.5", Tz::UTC),
             utc("2024-03-05T14:00:00.5Z")
@@ -574,7 +572,13 @@ mod tests {
         ] {
             let e = err(bad, Tz::UTC, "2024-03-05T10:00:00Z");
             assert!(e.starts_with("cannot parse time"), "{e}");
-            for form in ["RFC 3339", "YYYY-MM-DD HH:MM[:SS]", "yesterday", "2h ago", "HH:MM[:SS]"] {
+            for form in [
+                "RFC 3339",
+                "YYYY-MM-DD HH:MM[:SS]",
+                "yesterday",
+                "2h ago",
+                "HH:MM[:SS]",
+            ] {
                 assert!(e.contains(form), "{form} missing: {e}");
             }
         }
