@@ -676,7 +676,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__history__subcmd__at)
-            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --config --database-url --format --region --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --customer --at --campaign --fields --include-deleted --diff-from --timeline --tz --precise --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

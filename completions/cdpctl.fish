@@ -206,18 +206,19 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s v -l verbose -d '
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l customer -d 'Customer whose campaigns to show' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l at -d 'The moment to look at: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" (in --tz), a date or "now"' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l at -d 'The moment to look at: RFC 3339; "YYYY-MM-DD HH:MM[:SS]", a date or HH:MM[:SS] (today) in --tz; now, today, yesterday [HH:MM]; "2h ago", "30m ago", "3 days ago", "1 week ago"' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l campaign -d 'Only these campaigns (space- or comma-separated, or repeat the flag)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l fields -d 'Fields (columns) to show, comma-separated; "all" for the whole snapshot [default: history.default_fields: name,status,priority,updated_at]' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l diff-from -d 'Per campaign, the fields that changed between TIME0 and --at' -r
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l tz -d 'Time zone (IANA name) for times without an offset and for display [default: history.time_zone or UTC]' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l diff-from -d 'Per campaign, the fields that changed between TIME0 and --at, and who changed them' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l tz -d 'Time zone (IANA name) for times without an offset and for every time printed [default: history.time_zone or UTC]' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l config -d 'JSON configuration file (see examples/cdpctl.json)' -r -F
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l database-url -d 'PostgreSQL URL; overrides the config\'s `postgresql` block' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l include-deleted -d 'Show deleted campaigns too'
-complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l timeline -d 'Every change of one campaign (--campaign ID), oldest first, up to --at if given'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l timeline -d 'Every change with who made it, oldest first: of the --campaign(s) given, else of all the customer\'s campaigns; up to --at if given'
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -l precise -d 'Print times to the microsecond, as stored [default: to the second]'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand history-at" -s v -l verbose -d 'More detail on stderr'
