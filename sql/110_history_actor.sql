@@ -54,18 +54,16 @@ BEGIN
                FULL JOIN cdpctl_old_rows o ON o.%1$I = n.%1$I AND o.%2$I = n.%2$I
               WHERE coalesce(n.%1$I, o.%1$I) IS NOT NULL AND coalesce(n.%2$I, o.%2$I) IS NOT NULL',
             cust, idcol) USING t, who, app, actr;
-    ELSIF TG_OP = 'DELETE' THEN
+    ELSE
+        -- DELETE reads the transition table, TRUNCATE (BEFORE) the table itself
         EXECUTE ins || format(
             'SELECT o.%1$I, o.%2$I, $1, ''deleted'', to_jsonb(o), $2, $3, $4
-               FROM cdpctl_old_rows o
+               FROM %3$s o
               WHERE o.%1$I IS NOT NULL AND o.%2$I IS NOT NULL',
-            cust, idcol) USING t, who, app, actr;
-    ELSIF TG_OP = 'TRUNCATE' THEN
-        EXECUTE ins || format(
-            'SELECT o.%1$I, o.%2$I, $1, ''deleted'', to_jsonb(o), $2, $3, $4
-               FROM %3$I.%4$I o
-              WHERE o.%1$I IS NOT NULL AND o.%2$I IS NOT NULL',
-            cust, idcol, TG_TABLE_SCHEMA, TG_TABLE_NAME) USING t, who, app, actr;
+            cust, idcol,
+            CASE TG_OP WHEN 'DELETE' THEN 'cdpctl_old_rows'
+                 ELSE format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME) END)
+            USING t, who, app, actr;
     END IF;
     RETURN NULL;
 END

@@ -1240,22 +1240,11 @@ struct Roles {
 
 impl Drop for Roles {
     fn drop(&mut self) {
-        let (url, names) = (self.url.clone(), self.names.join(", "));
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP OWNED BY {names}; DROP ROLE {names}"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        let names = self.names.join(", ");
+        cleanup(
+            &self.url,
+            format!("DROP OWNED BY {names}; DROP ROLE {names}"),
+        );
     }
 }
 

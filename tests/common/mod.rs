@@ -260,26 +260,30 @@ impl Drop for TestDb {
             eprintln!("keeping test database {}", self.url);
             return;
         }
-        let name = self.name.clone();
-        let url = server_url();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        cleanup(
+            &server_url(),
+            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        );
     }
+}
+
+/// Runs `sql` on `url` from a destructor (inside or outside a runtime),
+/// ignoring failures: clean-up must not turn a passing test into a panic.
+pub fn cleanup(url: &str, sql: String) {
+    let url = url.to_string();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = client.batch_execute(&sql).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// The `cdpctl` binary, with no inherited configuration.
