@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("090", "stitch_bulk", "090_stitch_bulk.sql"),
     migration!("100", "serve", "100_serve.sql"),
     migration!("110", "history_actor", "110_history_actor.sql"),
+    migration!("120", "identifier_key", "120_identifier_key.sql"),
 ];
 
 impl Migration {

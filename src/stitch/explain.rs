@@ -151,7 +151,7 @@ async fn resolve(db: &Db, item: &str, r: &ItemRef) -> Result<Resolved> {
         } => {
             if let Some(row) = c
                 .query_opt(
-                    &s.substitute("SELECT id, entity_id::text FROM {{ps}}.identifiers WHERE attribute_id = $1 AND value = $2"),
+                    &s.substitute("SELECT id, entity_id::text FROM {{ps}}.identifiers WHERE hashtextextended(value, 0) = hashtextextended($2, 0) AND attribute_id = $1 AND value = $2"),
                     &[attribute_id, value],
                 )
                 .await

@@ -1091,7 +1091,8 @@ async fn incremental_batch(
             &s.substitute(
                 "SELECT k.idx, i.id, i.entity_id, en.events, en.seq
                    FROM pg_temp.cdpctl_stitch_keys k
-                   JOIN {{ps}}.identifiers i ON i.attribute_id = k.attribute_id AND i.value = k.value
+                   JOIN {{ps}}.identifiers i ON hashtextextended(i.value, 0) = hashtextextended(k.value, 0)
+                                         AND i.attribute_id = k.attribute_id AND i.value = k.value
                    JOIN {{ps}}.entities en ON en.id = i.entity_id",
             ),
             "looking up existing identifiers",
