@@ -131,6 +131,7 @@ async fn run() {
             customers: entities,
             events_per_customer: per,
             chains: 0,
+            contact_ids: false,
             ..GenOptions::default()
         },
     )

@@ -114,6 +114,7 @@ async fn main() {
         chains,
         chain_len,
         extra_identifiers: 1,
+        contact_ids: false,
         ..Default::default()
     };
     let t0 = Instant::now();

@@ -46,6 +46,9 @@ _cdpctl() {
             cdpctl,init)
                 cmd="cdpctl__subcmd__init"
                 ;;
+            cdpctl,man)
+                cmd="cdpctl__subcmd__man"
+                ;;
             cdpctl,membership)
                 cmd="cdpctl__subcmd__membership"
                 ;;
@@ -97,6 +100,9 @@ _cdpctl() {
             cdpctl__subcmd__help,init)
                 cmd="cdpctl__subcmd__help__subcmd__init"
                 ;;
+            cdpctl__subcmd__help,man)
+                cmd="cdpctl__subcmd__help__subcmd__man"
+                ;;
             cdpctl__subcmd__help,membership)
                 cmd="cdpctl__subcmd__help__subcmd__membership"
                 ;;
@@ -140,7 +146,7 @@ _cdpctl() {
 
     case "${cmd}" in
         cdpctl)
-            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
+            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -410,7 +416,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help)
-            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions help"
+            opts="init status go-production rollback migrate-audiences membership stitch calc-attrs reset-context demo history-at history-import flush-segment serve calc-audiences completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -550,6 +556,20 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -774,6 +794,40 @@ _cdpctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cdpctl__subcmd__man)
+            opts="-y -q -v -h -V --out-dir --config --database-url --format --region --yes --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

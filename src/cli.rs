@@ -11,7 +11,7 @@ use crate::output::Format;
 #[derive(Debug, Parser)]
 #[command(
     name = "cdpctl",
-    version,
+    version = crate::VERSION,
     about = "Operate a customer data platform kept in PostgreSQL: stitching, attributes, audiences, history, production switch",
     propagate_version = true
 )]
@@ -88,4 +88,6 @@ pub enum Command {
     CalcAudiences(commands::calc_audiences::Args),
     /// Print shell completions
     Completions(commands::completions::Args),
+    /// Print a manual page (or write them all with --out-dir)
+    Man(commands::man::Args),
 }

@@ -27,6 +27,16 @@ pub mod stitch;
 
 use anyhow::Result;
 
+/// `0.1.0 (eb3a6bf)`: the package version and the git commit it was built
+/// from (`-dirty` when the sources differed from it, `commit unknown`
+/// outside a git checkout); see `build.rs`.
+pub const VERSION: &str = env!("CDPCTL_VERSION");
+/// The short commit hash alone (`unknown` outside a git checkout).
+pub const GIT_COMMIT: &str = env!("CDPCTL_GIT_COMMIT");
+/// The paths (space-separated) whose changes against the commit make a
+/// build `-dirty`: what goes into the binary.
+pub const VERSION_SOURCES: &str = env!("CDPCTL_VERSION_SOURCES");
+
 use cli::{Cli, Command, GlobalOpts};
 use config::Config;
 use db::{ConnectParams, Db};
@@ -114,6 +124,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
         Command::Demo(args) => commands::demo::run(&global, args).await,
         Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
         Command::HistoryAt(args) => commands::history_at::run(&App::new(&global)?, args).await,

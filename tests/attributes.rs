@@ -153,6 +153,10 @@ fn oracles() -> Vec<(&'static str, String)> {
                        LATERAL (SELECT x->>'category' AS v FROM jsonb_array_elements(e.payload->'items') x) i
                  WHERE type = 'purchase' AND v IS NOT NULL GROUP BY 1, 2) x
               ORDER BY entity_id, n DESC, v COLLATE \"C\"")),
+        ("contact_id", format!(
+            "SELECT DISTINCT ON (entity_id) entity_id, payload->>'contact_id' FROM {ev} e
+              WHERE source_id = 'email' AND payload->>'contact_id' IS NOT NULL
+              ORDER BY entity_id, event_time DESC, id DESC, payload->>'contact_id' COLLATE \"C\"")),
         ("event_count", format!("SELECT entity_id, count(*)::text FROM {ev} e GROUP BY 1")),
         ("engagement", format!(
             "SELECT entity_id, trim_scale(count(*)::numeric / greatest(

@@ -1,4 +1,5 @@
-//! init, status, config errors, connection errors, the job lock, completions.
+//! init, status, config errors, connection errors, the job lock, completions,
+//! --version.
 
 mod common;
 
@@ -328,6 +329,65 @@ fn committed_completions_are_current() {
             panic!("completions/{name} is stale: run `CDPCTL_BLESS=1 cargo test --test foundation committed_completions` (or `cdpctl completions {shell} > completions/{name}`)");
         }
     }
+}
+
+/// git in the checkout, `None` without git or outside a checkout.
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = run(cli().arg("--version"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let shape = regex::Regex::new(
+        r"^cdpctl (\d+\.\d+\.\d+\S*) \((commit unknown|([0-9a-f]{7,40})(-dirty)?)\)\n$",
+    )
+    .unwrap();
+    let m = shape
+        .captures(&out.stdout)
+        .unwrap_or_else(|| panic!("--version prints {:?}", out.stdout));
+    assert_eq!(&m[1], env!("CARGO_PKG_VERSION"));
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    let in_checkout = top.is_some_and(|t| {
+        t.canonicalize().ok()
+            == std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .canonicalize()
+                .ok()
+    });
+    if !in_checkout {
+        assert_eq!(&m[2], "commit unknown");
+        return;
+    }
+    let head = git(&["rev-parse", "HEAD"]).unwrap();
+    let hash = m.get(3).map(|h| h.as_str()).unwrap_or("none");
+    assert!(
+        head.starts_with(hash),
+        "--version names {hash}, HEAD is {head}"
+    );
+    // -dirty exactly when the sources of the binary differ from HEAD (the
+    // build script reruns whenever one of them changes)
+    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    status.extend(cdpctl::VERSION_SOURCES.split(' '));
+    let changed = git(&status).unwrap();
+    assert_eq!(
+        m.get(4).is_some(),
+        !changed.is_empty(),
+        "changed sources: {changed:?}"
+    );
+    // every subcommand says the same
+    let sub = run(cli().args(["status", "--version"]));
+    assert_eq!(
+        sub.stdout,
+        out.stdout.replacen("cdpctl", "cdpctl-status", 1)
+    );
 }
 
 #[test]

@@ -898,3 +898,45 @@ async fn sync_pivot_retries_a_held_lock_then_fails_clearly() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+/// The run's own evaluation session is not "another job" (the demo switches
+/// after calculating, with that session open); another run's is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jobs_check_ignores_the_runs_own_evaluation_session() {
+    let t = TestDb::new().await;
+    let app = t.app();
+    let settings =
+        cdpctl::production::sql::Settings::from_config(&app.config.production_switch).unwrap();
+    let opts = cdpctl::production::GoOptions {
+        allow_backlog: true,
+    };
+    let jobs = |checks: Vec<cdpctl::production::Check>| {
+        checks
+            .into_iter()
+            .find(|c| c.check == "no other jobs running")
+            .unwrap()
+    };
+    let db = app.connect("demo").await.unwrap();
+    db.eval().await.unwrap();
+    let own = jobs(
+        cdpctl::production::go_checks(&db, &settings, &opts)
+            .await
+            .unwrap(),
+    );
+    assert!(own.ok, "{}", own.detail);
+    let other = app.connect("calc-attrs").await.unwrap();
+    other.eval().await.unwrap();
+    let theirs = jobs(
+        cdpctl::production::go_checks(&db, &settings, &opts)
+            .await
+            .unwrap(),
+    );
+    assert!(!theirs.ok);
+    assert!(
+        theirs.detail.contains("\"cdpctl calc-attrs\"")
+            && theirs.detail.contains("\"cdpctl calc-attrs (eval)\""),
+        "{}",
+        theirs.detail
+    );
+    assert!(!theirs.detail.contains("cdpctl demo"), "{}", theirs.detail);
+}

@@ -10,6 +10,7 @@ pub mod go_production;
 pub mod history_at;
 pub mod history_import;
 pub mod init;
+pub mod man;
 pub mod membership;
 pub mod migrate_audiences;
 pub mod reset_context;

@@ -38,9 +38,17 @@ pub struct Eval {
     /// A transaction was begun and not ended (an evaluation that failed
     /// half-way): the next one rolls it back first.
     open: std::sync::atomic::AtomicBool,
+    /// The server process of this session, so checks for other running
+    /// jobs can tell it from a job of someone else.
+    backend_pid: i32,
 }
 
 impl Eval {
+    /// The server process id of this session.
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
     /// Opens the evaluation session: same host, port, database and TLS as
     /// the main connection, user [`ROLE`]. Refuses a role that could do
     /// more than read (superuser, CREATEROLE, a member of other roles...).
@@ -56,7 +64,8 @@ impl Eval {
                         r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication,
                         coalesce((SELECT string_agg(g.rolname::text, ', ' ORDER BY g.rolname)
                                     FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                                   WHERE m.member = r.oid), '')
+                                   WHERE m.member = r.oid), ''),
+                        pg_backend_pid()
                    FROM pg_roles r WHERE r.rolname = session_user",
                 &[],
             )
@@ -76,6 +85,7 @@ impl Eval {
         .map(|(_, a)| a)
         .collect();
         let member_of: String = row.get(5);
+        let backend_pid: i32 = row.get(6);
         let (mut wrong, mut fix) = (Vec::new(), Vec::new());
         if !has.is_empty() {
             wrong.push(format!("has {}", has.join(", ")));
@@ -108,6 +118,7 @@ impl Eval {
             params: eval,
             timeout_ms: s.configured_sql_timeout_ms,
             open: std::sync::atomic::AtomicBool::new(false),
+            backend_pid,
         })
     }
 

@@ -711,6 +711,17 @@ impl Db {
             .await
     }
 
+    /// Server process ids of this run's sessions besides the main one (the
+    /// evaluation session, once opened): not "another job" to checks that
+    /// look for one in `pg_stat_activity`.
+    pub fn side_session_pids(&self) -> Vec<i32> {
+        self.eval
+            .get()
+            .map(|e| e.backend_pid())
+            .into_iter()
+            .collect()
+    }
+
     /// A further connection with the same settings (parallel workers, the
     /// lock holder of a long job).
     pub async fn connect_another(&self) -> Result<Client> {

@@ -30,6 +30,12 @@ pub struct GenOptions {
     pub extra_identifiers: u32,
     /// Base time: events fall in the 90 days before it.
     pub now: chrono::DateTime<chrono::Utc>,
+    /// E-mail events carry the e-mail platform's contact id (customer `c`
+    /// is contact [`contact_id`]`(c)` of the sample audiences) and the
+    /// `contact_id` attribute picks it up, so campaign-linked groups have
+    /// keys to queue. Off in the benchmarks, which keep the data set they
+    /// were measured on.
+    pub contact_ids: bool,
 }
 
 impl Default for GenOptions {
@@ -45,6 +51,7 @@ impl Default for GenOptions {
             now: chrono::DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
                 .unwrap()
                 .with_timezone(&chrono::Utc),
+            contact_ids: true,
         }
     }
 }
@@ -110,13 +117,14 @@ pub fn uuid_from(rng: &mut SmallRng) -> String {
     )
 }
 
-/// Attribute definitions covering every calculation type.
-pub fn attribute_definitions(s: &Schemas) -> Vec<serde_json::Value> {
+/// Attribute definitions covering every calculation type (and the contact
+/// id, see [`GenOptions::contact_ids`]).
+pub fn attribute_definitions(s: &Schemas, opt: &GenOptions) -> Vec<serde_json::Value> {
     let ctx = format!(
         "SELECT count(*)::numeric / greatest((SELECT value FROM {}.context WHERE key = 'avg_events_per_entity')::numeric, 1) AS value FROM base",
         s.attr
     );
-    vec![
+    let mut defs = vec![
         json!({"id": "first_source", "type": "first", "value": "source_id"}),
         json!({"id": "last_device_family", "type": "last", "value": "payload->>'device_family'",
                "sources": ["web", "app"]}),
@@ -139,7 +147,14 @@ pub fn attribute_definitions(s: &Schemas) -> Vec<serde_json::Value> {
                "outer_weight": "1", "types": ["purchase"]}),
         json!({"id": "event_count", "type": "custom", "query": "SELECT count(*) AS value FROM base"}),
         json!({"id": "engagement", "type": "custom", "query": ctx}),
-    ]
+    ];
+    if opt.contact_ids {
+        defs.push(
+            json!({"id": "contact_id", "type": "last", "value": "payload->>'contact_id'",
+                         "sources": ["email"]}),
+        );
+    }
+    defs
 }
 
 struct CopyBuf<'a> {
@@ -311,7 +326,7 @@ pub async fn load(client: &mut Client, s: &Schemas, opt: &GenOptions) -> Result<
             sum.stitching_rules += 1;
         }
     }
-    for def in attribute_definitions(s) {
+    for def in attribute_definitions(s, opt) {
         let id = def["id"].as_str().unwrap().to_string();
         tx.execute(
             &format!(
@@ -440,11 +455,12 @@ pub async fn load(client: &mut Client, s: &Schemas, opt: &GenOptions) -> Result<
                 } else {
                     "email_click"
                 };
-                (
-                    "email",
-                    ty,
-                    json!({"email": email, "campaign": format!("nl-{}", rng.gen_range(1..20))}),
-                )
+                let mut p =
+                    json!({"email": email, "campaign": format!("nl-{}", rng.gen_range(1..20))});
+                if opt.contact_ids {
+                    p["contact_id"] = json!(super::audiences::contact_id(c as usize));
+                }
+                ("email", ty, p)
             } else {
                 (
                     "web",

@@ -465,10 +465,11 @@ async fn jobs_check(db: &Db, settings: &Settings, checks: &mut Vec<Check>) -> Re
                 "SELECT pid, coalesce(application_name, ''), coalesce(state, '')
                    FROM pg_stat_activity
                   WHERE datname = current_database() AND pid <> pg_backend_pid()
+                    AND pid <> ALL($2::int4[])
                     AND ((application_name LIKE 'cdpctl %' AND application_name <> 'cdpctl status')
                          OR application_name = ANY($1))
                   ORDER BY pid",
-                &[&settings.legacy_application_names],
+                &[&settings.legacy_application_names, &db.side_session_pids()],
             )
             .await
             .pg_context(|| "listing running jobs in pg_stat_activity".into())?;
