@@ -1,5 +1,8 @@
 //! Compact interning of identifiers `(attribute, value)` to dense `u32`
-//! indexes: values live in one byte arena, the table holds only indexes.
+//! indexes: values live in one byte arena; each slot of the open-addressing
+//! table holds a 32-bit hash tag beside the index, so a probe that does not
+//! match is decided in the table itself, without touching the arena (at
+//! millions of identifiers every such touch is a cache miss).
 
 use super::engine::NONE;
 
@@ -8,8 +11,14 @@ pub struct Interner {
     arena: Vec<u8>,
     offs: Vec<usize>,
     pub attr: Vec<u16>,
-    hashes: Vec<u32>,
-    slots: Vec<u32>,
+    /// `(tag << 32) | index`, or `EMPTY`
+    slots: Vec<u64>,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+fn slot(tag: u32, i: u32) -> u64 {
+    ((tag as u64) << 32) | i as u64
 }
 
 fn fx(attr: u16, v: &[u8]) -> u64 {
@@ -46,24 +55,22 @@ impl Interner {
         if self.slots.len() < 2 * (self.attr.len() + 1) {
             self.grow();
         }
-        let h = fx(attr, v);
+        let tag = (fx(attr, v) >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut s = (h as usize) & mask;
+        let mut s = tag as usize & mask;
         loop {
-            let i = self.slots[s];
-            if i == NONE {
+            let e = self.slots[s];
+            if e == EMPTY {
                 let new = self.attr.len() as u32;
-                self.slots[s] = new;
+                debug_assert!(new != NONE);
+                self.slots[s] = slot(tag, new);
                 self.arena.extend_from_slice(v);
                 self.offs.push(self.arena.len());
                 self.attr.push(attr);
-                self.hashes.push(h as u32);
                 return (new, true);
             }
-            if self.hashes[i as usize] == h as u32
-                && self.attr[i as usize] == attr
-                && self.value(i) == v
-            {
+            let i = e as u32;
+            if (e >> 32) as u32 == tag && self.attr[i as usize] == attr && self.value(i) == v {
                 return (i, false);
             }
             s = (s + 1) & mask;
@@ -72,15 +79,14 @@ impl Interner {
 
     fn grow(&mut self) {
         let cap = (self.slots.len() * 2).max(1024);
-        self.slots = vec![NONE; cap];
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
         let mask = cap - 1;
-        for i in 0..self.attr.len() {
-            let h = fx(self.attr[i], self.value(i as u32));
-            let mut s = (h as usize) & mask;
-            while self.slots[s] != NONE {
+        for e in old.into_iter().filter(|e| *e != EMPTY) {
+            let mut s = (e >> 32) as usize & mask;
+            while self.slots[s] != EMPTY {
                 s = (s + 1) & mask;
             }
-            self.slots[s] = i as u32;
+            self.slots[s] = e;
         }
     }
 }
