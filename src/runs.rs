@@ -114,7 +114,9 @@ pub async fn finish(app: &App, run: Started, result: &Result<()>) {
 }
 
 /// The last run and the last failure of every job in [`JOBS`] that ran at
-/// least once: `{"stitch": {"last_run": {...}, "last_failure": {...}|null}}`.
+/// least once. Runs that exited 3 (another run held the job's lock, so this
+/// one did nothing) stay in the table but are neither: an overlapping cron
+/// run is not a failure of the job.
 pub async fn last_runs(db: &Db) -> Result<Vec<JobRuns>> {
     let rows = db
         .client
@@ -123,14 +125,16 @@ pub async fn last_runs(db: &Db) -> Result<Vec<JobRuns>> {
                 "SELECT j.job, r.id, r.started_at, r.finished_at, r.outcome, r.error, r.exit_code,
                         r.counts, f.id, f.started_at, f.finished_at, f.error, f.exit_code
                    FROM unnest($1::text[]) WITH ORDINALITY AS j (job, n)
-                   JOIN LATERAL (SELECT * FROM {{cdpctl}}.job_runs x WHERE x.job = j.job
+                   JOIN LATERAL (SELECT * FROM {{cdpctl}}.job_runs x
+                                  WHERE x.job = j.job AND x.exit_code IS DISTINCT FROM $2
                                   ORDER BY x.id DESC LIMIT 1) r ON true
                    LEFT JOIN LATERAL (SELECT * FROM {{cdpctl}}.job_runs x
                                        WHERE x.job = j.job AND x.outcome = 'failed'
+                                         AND x.exit_code IS DISTINCT FROM $2
                                        ORDER BY x.id DESC LIMIT 1) f ON true
                   ORDER BY j.n",
             ),
-            &[&JOBS],
+            &[&JOBS, &i32::from(crate::error::EXIT_LOCKED)],
         )
         .await
         .pg_context(|| "reading the run history".into())?;

@@ -241,3 +241,24 @@ async fn status_check_exit_codes() {
     assert_eq!(out.json()["migrations"]["unknown"], json!(["999_future"]));
     assert!(out.stderr.contains("run `cdpctl init`"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_skipped_for_the_job_lock_is_kept_but_is_no_failure() {
+    let t = TestDb::new().await;
+    let holder = t.app().connect("stitch").await.unwrap();
+    holder.lock_job("stitch").await.unwrap();
+    let out = run(t.cli().args(["--format", "json", "stitch"]));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["kind"], json!("lock_held"), "{doc}");
+    assert_eq!(doc["exit_code"], json!(3));
+    let runs = job_runs(&t).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].0.as_str(), runs[0].1.as_str()),
+        ("stitch", "failed")
+    );
+    let status = run(t.cli().args(["--format", "json", "status", "--check"]));
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(status.json()["jobs"]["runs"], json!({}));
+}
