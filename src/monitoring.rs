@@ -105,14 +105,9 @@ async fn scalar(db: &Db, sql: &str, what: &str) -> Result<Value> {
     })
 }
 
-/// Rows of a table: exact up to a million, the planner's estimate above,
-/// so status stays instant on big tables.
-async fn rows(db: &Db, var: &str, table: &str) -> Result<Value> {
-    let qualified = format!(
-        "{}.{}",
-        crate::db::quote_ident(db.schemas.raw_name(var)),
-        crate::db::quote_ident(table)
-    );
+/// The planner's row count of a table when it is over a million rows (an
+/// exact count would make status slow there), `None` below.
+pub async fn big_table_estimate(db: &Db, qualified: &str) -> Result<Option<i64>> {
     let est: f32 = db
         .client
         .query_one(
@@ -121,8 +116,18 @@ async fn rows(db: &Db, var: &str, table: &str) -> Result<Value> {
         )
         .await?
         .get(0);
-    if est > 1_000_000.0 {
-        return Ok(json!(est as i64));
+    Ok((est > 1_000_000.0).then_some(est as i64))
+}
+
+/// Rows of a table: exact up to a million, the planner's estimate above.
+async fn rows(db: &Db, var: &str, table: &str) -> Result<Value> {
+    let qualified = format!(
+        "{}.{}",
+        crate::db::quote_ident(db.schemas.raw_name(var)),
+        crate::db::quote_ident(table)
+    );
+    if let Some(n) = big_table_estimate(db, &qualified).await? {
+        return Ok(json!(n));
     }
     scalar(db, &format!("SELECT count(*) FROM {qualified}"), &qualified).await
 }
@@ -310,8 +315,9 @@ async fn pipeline(d: &mut Doc<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The cdpctl sessions connected right now (this one left out).
-async fn running(db: &Db) -> Result<Value> {
+/// The cdpctl sessions connected right now (this one left out):
+/// `[{"application_name", "sessions", "since"}]`.
+pub async fn running(db: &Db) -> Result<Value> {
     let rows = db
         .client
         .query(

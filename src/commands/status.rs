@@ -174,44 +174,26 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
     }
     schema::require_schemas(db).await?;
     // each area waits briefly for a lock a running job holds, then says "busy"
-    let busy = |area: &'static str, got: Option<Vec<Item>>| {
-        got.unwrap_or_else(|| {
-            vec![Item::new(
-                area,
-                "busy",
-                "locked by a running job; try again",
-            )]
-        })
-    };
-    items.extend(busy("events", monitoring::guarded(db, || core(db)).await?));
-    items.extend(busy(
-        "stitching",
-        monitoring::guarded(db, || crate::stitch::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "attributes",
-        monitoring::guarded(db, || crate::attrs::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "groups",
-        monitoring::guarded(db, || crate::groups::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "audience migration",
-        monitoring::guarded(db, || crate::audiences::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "segments",
-        monitoring::guarded(db, || crate::segments::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "history",
-        monitoring::guarded(db, || crate::history::status_items(db)).await?,
-    ));
-    items.extend(busy(
-        "production",
-        monitoring::guarded(db, || crate::production::status_items(db)).await?,
-    ));
+    macro_rules! area {
+        ($area:literal, $f:path) => {
+            items.extend(match monitoring::guarded(db, || $f(db)).await? {
+                Some(v) => v,
+                None => vec![Item::new(
+                    $area,
+                    "busy",
+                    "locked by a running job; try again",
+                )],
+            })
+        };
+    }
+    area!("events", core);
+    area!("stitching", crate::stitch::status_items);
+    area!("attributes", crate::attrs::status_items);
+    area!("groups", crate::groups::status_items);
+    area!("audience migration", crate::audiences::status_items);
+    area!("segments", crate::segments::status_items);
+    area!("history", crate::history::status_items);
+    area!("production", crate::production::status_items);
     items.extend(jobs(db).await?);
     // one block per area, in pipeline order (unknown areas after, as they come)
     let mut order: Vec<&'static str> = vec![
@@ -249,19 +231,8 @@ pub async fn count(db: &Db, schema_var: &str, table: &str, filter: Option<&str>)
         crate::db::quote_ident(table)
     );
     if filter.is_none() {
-        let est: f32 = db
-            .client
-            .query_one(
-                "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)",
-                &[&qualified],
-            )
-            .await?
-            .get(0);
-        if est > 1_000_000.0 {
-            return Ok(Value::String(format!(
-                "~{}",
-                crate::output::num(est as i64)
-            )));
+        if let Some(est) = monitoring::big_table_estimate(db, &qualified).await? {
+            return Ok(Value::String(format!("~{}", crate::output::num(est))));
         }
     }
     let sql = format!(
@@ -319,32 +290,24 @@ async fn core(db: &Db) -> Result<Vec<Item>> {
 }
 
 async fn jobs(db: &Db) -> Result<Vec<Item>> {
-    let rows = db
-        .client
-        .query(
-            "SELECT application_name, count(*)::bigint,
-                    to_char(min(backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-               FROM pg_stat_activity
-              WHERE application_name LIKE 'cdpctl %' AND pid <> pg_backend_pid()
-                AND datname = current_database()
-              GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await
-        .pg_context(|| "listing running jobs".into())?;
-    if rows.is_empty() {
+    let running = monitoring::running(db).await?;
+    let running = running.as_array().map(Vec::as_slice).unwrap_or_default();
+    if running.is_empty() {
         return Ok(vec![Item::new("jobs", "running cdpctl jobs", "none")]);
     }
-    Ok(rows
+    Ok(running
         .iter()
         .map(|r| {
             Item::new(
                 "jobs",
-                r.get::<_, String>(0),
+                r["application_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 format!(
                     "{} session(s) since {}",
-                    r.get::<_, i64>(1),
-                    r.get::<_, String>(2)
+                    r["sessions"],
+                    r["since"].as_str().unwrap_or("?")
                 ),
             )
         })
