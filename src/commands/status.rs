@@ -66,6 +66,18 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
                 .collect::<Vec<_>>());
             doc["checks"] = serde_json::to_value(&list)?;
         }
+        // every line of the table, keyed by area and label: for reading, not
+        // for alerting (labels are prose and may change)
+        let mut details = serde_json::Map::new();
+        for it in collect(&db).await? {
+            details
+                .entry(it.area.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("areas are objects")
+                .insert(it.item, it.value);
+        }
+        doc["details"] = Value::Object(details);
         app.out.emit(&doc, String::new)?;
     } else {
         let mut items = collect(&db).await?;
