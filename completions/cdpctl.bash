@@ -1046,7 +1046,7 @@ _cdpctl() {
             return 0
             ;;
         cdpctl__subcmd__status)
-            opts="-y -q -v -h -V --config --database-url --format --region --yes --quiet --verbose --help --version"
+            opts="-y -q -v -h -V --check --config --database-url --format --region --yes --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

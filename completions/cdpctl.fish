@@ -68,6 +68,7 @@ complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l database-url -d
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l format -d 'Output format: a table for people, one JSON document for machines' -r -f -a "table\t''
 json\t''"
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l region -d 'AWS region for DynamoDB; overrides "dynamodb.region" and the AWS chain (AWS_REGION, the profile)' -r
+complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -l check -d 'Check the `monitoring` thresholds of the config, pending or unknown migrations and the last run of every job; exit 1 naming the failing items'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s y -l yes -d 'Answer yes to confirmations (required without a terminal)'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s q -l quiet -d 'Only errors on stderr'
 complete -c cdpctl -n "__fish_cdpctl_using_subcommand status" -s v -l verbose -d 'More detail on stderr'

@@ -170,6 +170,55 @@ impl Default for SessionConfig {
     }
 }
 
+/// Thresholds of `status --check` (DESIGN §3: cron and monitoring). A
+/// threshold set to `null` is not checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Most events waiting for stitching.
+    #[serde(default = "d_backlog")]
+    pub max_stitch_backlog: Option<i64>,
+    /// Most entities waiting for attribute calculation (`calculated IS NULL`).
+    #[serde(default = "d_backlog")]
+    pub max_attribute_backlog: Option<i64>,
+    /// Most entity changes waiting for calc-audiences.
+    #[serde(default = "d_backlog")]
+    pub max_audience_backlog: Option<i64>,
+    /// Oldest queued segment change, in seconds.
+    #[serde(default = "d_queue_age")]
+    pub max_queue_age_seconds: Option<i64>,
+    /// Most stale context keys.
+    #[serde(default)]
+    pub max_stale_context_keys: Option<i64>,
+    /// How long each status item waits for a lock a running job holds
+    /// before it is reported "busy", in milliseconds.
+    #[serde(default = "d_busy_timeout")]
+    pub busy_lock_timeout_ms: u64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            max_stitch_backlog: d_backlog(),
+            max_attribute_backlog: d_backlog(),
+            max_audience_backlog: d_backlog(),
+            max_queue_age_seconds: d_queue_age(),
+            max_stale_context_keys: None,
+            busy_lock_timeout_ms: d_busy_timeout(),
+        }
+    }
+}
+
+fn d_backlog() -> Option<i64> {
+    Some(100_000)
+}
+fn d_queue_age() -> Option<i64> {
+    Some(3_600)
+}
+fn d_busy_timeout() -> u64 {
+    200
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -198,6 +247,8 @@ pub struct Config {
     pub dynamodb: DynamoConfig,
     #[serde(default)]
     pub session: SessionConfig,
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
     /// Settings owned by individual commands (stitching, attributes, segments,
     /// history ...). Each command validates its own section.
     #[serde(default)]

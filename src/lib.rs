@@ -16,9 +16,11 @@ pub mod dynamo;
 pub mod error;
 pub mod groups;
 pub mod history;
+pub mod monitoring;
 pub mod output;
 pub mod pgcluster;
 pub mod production;
+pub mod runs;
 pub mod schema;
 pub mod segments;
 pub mod serve;
@@ -90,12 +92,29 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(run_async(cli))
 }
 
-/// Runs a command; on Ctrl-C or SIGTERM every statement it has running is
-/// cancelled server-side (its transaction rolls back) and the command fails.
-/// A `--watch` loop finishes its batch on the first signal; a second one
-/// cancels.
+/// Runs a command. A job run (stitch, calc-attrs, ...; see
+/// [`runs::job_name`]) is recorded in the run history: its start before it
+/// begins, its end (outcome, error text, counts) after it returned,
+/// whether it succeeded, failed or was interrupted.
 pub async fn run_async(cli: Cli) -> Result<()> {
-    let fut = dispatch(cli);
+    let Cli { global, command } = cli;
+    let Some(job) = runs::job_name(&command) else {
+        return interruptible(dispatch(&global, command)).await;
+    };
+    let app = App::new(&global)?;
+    let run = runs::start(&app, job).await?;
+    let res = interruptible(dispatch_app(&app, command)).await;
+    if let Some(run) = run {
+        runs::finish(&app, run, &res).await;
+    }
+    res
+}
+
+/// On Ctrl-C or SIGTERM every statement the command has running is
+/// cancelled server-side (its transaction rolls back) and the command
+/// fails. A `--watch` loop finishes its batch on the first signal; a second
+/// one cancels.
+async fn interruptible(fut: impl std::future::Future<Output = Result<()>>) -> Result<()> {
     tokio::pin!(fut);
     let mut signals = 0;
     loop {
@@ -120,37 +139,33 @@ pub async fn run_async(cli: Cli) -> Result<()> {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
-    let Cli { global, command } = cli;
+async fn dispatch(global: &GlobalOpts, command: Command) -> Result<()> {
     match command {
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),
-        Command::Demo(args) => commands::demo::run(&global, args).await,
-        Command::Init(args) => commands::init::run(&App::new(&global)?, args).await,
-        Command::HistoryAt(args) => commands::history_at::run(&App::new(&global)?, args).await,
-        Command::HistoryImport(args) => {
-            commands::history_import::run(&App::new(&global)?, args).await
-        }
-        Command::Status(args) => commands::status::run(&App::new(&global)?, args).await,
-        Command::GoProduction(args) => {
-            commands::go_production::run(&App::new(&global)?, args).await
-        }
-        Command::Rollback(args) => commands::rollback::run(&App::new(&global)?, args).await,
-        Command::MigrateAudiences(args) => {
-            commands::migrate_audiences::run(&App::new(&global)?, args).await
-        }
-        Command::Membership(args) => commands::membership::run(&App::new(&global)?, args).await,
-        Command::FlushSegment(args) => {
-            commands::flush_segment::run(&App::new(&global)?, args).await
-        }
-        Command::Serve(args) => commands::serve::run(&App::new(&global)?, args).await,
-        Command::Stitch(args) => commands::stitch::run(&App::new(&global)?, args).await,
-        Command::CalcAttrs(args) => commands::calc_attrs::run(&App::new(&global)?, args).await,
-        Command::ResetContext(args) => {
-            commands::reset_context::run(&App::new(&global)?, args).await
-        }
-        Command::CalcAudiences(args) => {
-            commands::calc_audiences::run(&App::new(&global)?, args).await
-        }
+        Command::Demo(args) => commands::demo::run(global, args).await,
+        command => dispatch_app(&App::new(global)?, command).await,
+    }
+}
+
+async fn dispatch_app(app: &App, command: Command) -> Result<()> {
+    match command {
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
+        Command::Demo(args) => commands::demo::run(&app.global, args).await,
+        Command::Init(args) => commands::init::run(app, args).await,
+        Command::HistoryAt(args) => commands::history_at::run(app, args).await,
+        Command::HistoryImport(args) => commands::history_import::run(app, args).await,
+        Command::Status(args) => commands::status::run(app, args).await,
+        Command::GoProduction(args) => commands::go_production::run(app, args).await,
+        Command::Rollback(args) => commands::rollback::run(app, args).await,
+        Command::MigrateAudiences(args) => commands::migrate_audiences::run(app, args).await,
+        Command::Membership(args) => commands::membership::run(app, args).await,
+        Command::FlushSegment(args) => commands::flush_segment::run(app, args).await,
+        Command::Serve(args) => commands::serve::run(app, args).await,
+        Command::Stitch(args) => commands::stitch::run(app, args).await,
+        Command::CalcAttrs(args) => commands::calc_attrs::run(app, args).await,
+        Command::ResetContext(args) => commands::reset_context::run(app, args).await,
+        Command::CalcAudiences(args) => commands::calc_audiences::run(app, args).await,
     }
 }

@@ -28,7 +28,9 @@ impl Output {
     }
 
     /// Prints the report: `json` as one document, or the human rendering.
+    /// Its counts are kept for the run history ([`report_counts`]).
     pub fn emit(&self, json: &serde_json::Value, human: impl FnOnce() -> String) -> Result<()> {
+        *REPORT.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts(json));
         let mut stdout = std::io::stdout().lock();
         match self.format {
             Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(json)?)?,
@@ -78,6 +80,42 @@ impl Output {
         pb.set_message(msg.to_string());
         pb
     }
+}
+
+/// The counts of the last report this process printed (`None`: none yet).
+static REPORT: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// The counts of the last report printed: `Some` also says a report is on
+/// stdout already (so a failure adds no second JSON document).
+pub fn report_counts() -> Option<serde_json::Value> {
+    REPORT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The numbers and flags of a report, for the run history: its top-level
+/// numbers and booleans, and those one object level down (`{"stitched":
+/// {"events": 5}}` keeps `{"stitched": {"events": 5}}`); lists, texts and
+/// deeper levels are left out so a row stays small.
+pub fn counts(report: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    fn scalars(o: &Map<String, Value>) -> Map<String, Value> {
+        o.iter()
+            .filter(|(_, v)| v.is_number() || v.is_boolean())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+    let Value::Object(o) = report else {
+        return Value::Object(Map::new());
+    };
+    let mut out = scalars(o);
+    for (k, v) in o {
+        if let Value::Object(inner) = v {
+            let s = scalars(inner);
+            if !s.is_empty() {
+                out.insert(k.clone(), Value::Object(s));
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// A table with headers, in the house style.

@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("100", "serve", "100_serve.sql"),
     migration!("110", "history_actor", "110_history_actor.sql"),
     migration!("120", "identifier_key", "120_identifier_key.sql"),
+    migration!("130", "job_runs", "130_job_runs.sql"),
 ];
 
 impl Migration {
@@ -102,6 +103,29 @@ pub async fn plan(db: &Db) -> Result<Vec<(&'static Migration, State)>> {
         }
     }
     Ok(out)
+}
+
+/// Versions recorded as applied that this binary does not ship (applied
+/// by a newer cdpctl, or a file removed): `status --check` fails on them.
+pub async fn unknown_applied(db: &Db) -> Result<Vec<String>> {
+    if !db.relation_exists("cdpctl", "schema_migrations").await? {
+        return Ok(Vec::new());
+    }
+    let known: Vec<&str> = MIGRATIONS.iter().map(|m| m.version).collect();
+    Ok(db
+        .client
+        .query(
+            &db.schemas.substitute(
+                "SELECT version || '_' || name FROM {{cdpctl}}.schema_migrations
+                  WHERE version <> ALL($1::text[]) ORDER BY version",
+            ),
+            &[&known],
+        )
+        .await
+        .pg_context(|| "reading applied migrations".into())?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// The SQL `init` would run for the pending migrations, schema names filled in.

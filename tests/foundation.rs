@@ -105,7 +105,7 @@ async fn init_with_custom_schema_names() {
         .arg(&cfg)
         .args(["--format", "json", "status"]));
     assert_eq!(status.code, 0, "{}", status.stderr);
-    assert_eq!(status.json()["events"]["customer events"], json!(0));
+    assert_eq!(status.json()["events"]["customer_events"], json!(0));
 }
 
 #[test]
@@ -298,16 +298,20 @@ async fn status_reports_counts_and_jobs() {
     let out = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
-    assert_eq!(j["events"]["customer events"], json!(seeded.events));
+    assert_eq!(j["events"]["customer_events"], json!(seeded.events));
     assert_eq!(j["attributes"]["definitions"], json!(seeded.attributes));
-    assert_eq!(j["schema"]["migrations pending"], json!(0));
+    assert_eq!(j["migrations"]["pending"], json!([]));
     // our own test connection is named "cdpctl test"
+    let running = &j["jobs"]["running"][0];
+    assert_eq!(running["application_name"], json!("cdpctl test"), "{j}");
+    assert_eq!(running["sessions"], json!(1), "{j}");
+    assert!(running["since"].as_str().unwrap().ends_with('Z'), "{j}");
+    // people get the table
+    let table = run(t.cli().args(["status"]));
     assert!(
-        j["jobs"]["cdpctl test"]
-            .as_str()
-            .unwrap()
-            .starts_with("1 session(s) since"),
-        "{j}"
+        table.stdout.contains("1 session(s) since"),
+        "{}",
+        table.stdout
     );
 }
 

@@ -287,11 +287,11 @@ async fn go_production_rollback_go_production_restores_everything_exactly() {
     let st = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(st.code, 0, "{}", st.stderr);
     let j = st.json();
-    let state = j["production"]["state"].as_str().unwrap();
+    let state = j["details"]["production"]["state"].as_str().unwrap();
     assert!(state.starts_with("production since "), "{state}");
     assert!(state.contains("switch #1 by postgres"), "{state}");
     assert_eq!(
-        j["production"]["public.pivoted_customer_attributes"],
+        j["details"]["production"]["public.pivoted_customer_attributes"],
         json!("3 attribute column(s), in step")
     );
 
@@ -309,9 +309,9 @@ async fn go_production_rollback_go_production_restores_everything_exactly() {
         "rollback restores every object exactly"
     );
     let st = run(t.cli().args(["--format", "json", "status"])).json();
-    let state = st["production"]["state"].as_str().unwrap();
+    let state = st["details"]["production"]["state"].as_str().unwrap();
     assert!(state.starts_with("legacy (rolled back "), "{state}");
-    assert_eq!(st["production"]["backups"], json!("none"));
+    assert_eq!(st["details"]["production"]["backups"], json!("none"));
 
     // and once more, both ways
     let out = go(&t, &[]);
@@ -779,7 +779,7 @@ async fn sync_pivot_keeps_one_column_per_attribute() {
     .unwrap();
     let st = run(t.cli().args(["--format", "json", "status"])).json();
     assert!(
-        st["production"]["public.pivoted_customer_attributes"]
+        st["details"]["production"]["public.pivoted_customer_attributes"]
             .as_str()
             .unwrap()
             .starts_with("3 column(s) for 5 attribute(s): out of step"),

@@ -444,8 +444,11 @@ async fn unresolved_references_are_kept_aside_and_reported() {
     let status = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(status.code, 0, "{}", status.stderr);
     let j = status.json();
-    assert_eq!(j["segments"]["unresolved references kept aside"], 2);
-    assert_eq!(j["segments"]["queued segment changes"], 0);
+    assert_eq!(
+        j["details"]["segments"]["unresolved references kept aside"],
+        2
+    );
+    assert_eq!(j["details"]["segments"]["queued segment changes"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,8 +466,8 @@ async fn a_segment_without_destination_fails_alone_and_stays_queued() {
     .await;
     let status = run(t.cli().args(["--format", "json", "status"]));
     let j = status.json();
-    assert_eq!(j["segments"]["queued segment changes"], 3);
-    assert!(j["segments"]["oldest queued change"]
+    assert_eq!(j["details"]["segments"]["queued segment changes"], 3);
+    assert!(j["details"]["segments"]["oldest queued change"]
         .as_str()
         .unwrap()
         .ends_with(" ago"));

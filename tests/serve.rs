@@ -694,9 +694,12 @@ async fn tokens_are_sealed_and_never_printed_and_status_shows_the_queue() {
         .await
         .unwrap();
     let status = common::run(t.cli().args(["--format", "json", "status"])).json();
-    let line = &status["segments"]["server-fed: env env-refused segment s_no"];
+    let line = &status["details"]["segments"]["server-fed: env env-refused segment s_no"];
     assert!(line.as_str().unwrap().starts_with("5 queued"), "{status}");
-    assert_eq!(status["segments"]["serve tenants (Split environments)"], 2);
+    assert_eq!(
+        status["details"]["segments"]["serve tenants (Split environments)"],
+        2
+    );
     // the sealed token is stored once per tenant
     let n: i64 = c
         .query_one("SELECT count(*) FROM audience_data.split_tenants", &[])

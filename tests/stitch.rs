@@ -422,9 +422,18 @@ async fn blocked_values_and_limits_never_merge_and_are_recorded() {
     let st = run(t.cli().args(["--format", "json", "status"]));
     assert_eq!(st.code, 0, "{}", st.stderr);
     let j = st.json();
-    assert_eq!(j["stitching"]["refused edges (limits)"], json!(1));
-    assert_eq!(j["stitching"]["refused edges (blocklist)"], json!(7));
-    assert_eq!(j["stitching"]["events waiting for stitching"], json!(0));
+    assert_eq!(
+        j["details"]["stitching"]["refused edges (limits)"],
+        json!(1)
+    );
+    assert_eq!(
+        j["details"]["stitching"]["refused edges (blocklist)"],
+        json!(7)
+    );
+    assert_eq!(
+        j["details"]["stitching"]["events waiting for stitching"],
+        json!(0)
+    );
     assert_consistent(&c).await;
 }
 

@@ -1,14 +1,20 @@
 //! `cdpctl status`: what exists and what is waiting, per area of the pipeline.
 
 use anyhow::Result;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::db::{Db, PgResultExt};
+use crate::error::CheckFailed;
 use crate::schema::{self, State};
-use crate::App;
+use crate::{monitoring, runs, App};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Check the `monitoring` thresholds of the config, pending or unknown
+    /// migrations and the last run of every job; exit 1 naming the failing items
+    #[arg(long)]
+    pub check: bool,
+}
 
 /// One line of the status report.
 #[derive(Debug, Clone)]
@@ -28,37 +34,137 @@ impl Item {
     }
 }
 
-pub async fn run(app: &App, _args: Args) -> Result<()> {
+pub async fn run(app: &App, args: Args) -> Result<()> {
     let db = app.connect("status").await?;
-    let items = collect(&db).await?;
-    let mut doc = Map::new();
-    for it in &items {
-        let area = doc
-            .entry(it.area.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-        area.as_object_mut()
-            .unwrap()
-            .insert(it.item.clone(), it.value.clone());
-    }
-    app.out.emit(&Value::Object(doc), || {
-        let mut t = crate::output::table(["area", "item", "value"]);
-        let mut last = "";
-        for it in &items {
-            let area = if it.area == last { "" } else { it.area };
-            last = it.area;
-            let v = match &it.value {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n
-                    .as_i64()
-                    .map(crate::output::num)
-                    .unwrap_or_else(|| n.to_string()),
-                Value::Null => "-".into(),
-                other => other.to_string(),
-            };
-            t.add_row(vec![area.to_string(), it.item.clone(), v]);
+    let now = chrono::Utc::now();
+    let checks = if args.check || app.out.json() {
+        Some(monitoring::snapshot(&db, now).await?)
+    } else {
+        None
+    };
+    let failing: Vec<String> = checks
+        .as_ref()
+        .filter(|_| args.check)
+        .map(|s| {
+            monitoring::checks(s, &app.config.monitoring)
+                .into_iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.message))
+                .collect()
+        })
+        .unwrap_or_default();
+    if app.out.json() {
+        let snap = checks.as_ref().expect("taken in JSON mode");
+        let mut doc = snap.clone();
+        if args.check {
+            let list = monitoring::checks(snap, &app.config.monitoring);
+            doc["healthy"] = json!(list.iter().all(|c| c.ok));
+            doc["failing"] = json!(list
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| &c.name)
+                .collect::<Vec<_>>());
+            doc["checks"] = serde_json::to_value(&list)?;
         }
-        t.to_string()
-    })
+        // every line of the table, keyed by area and label: for reading, not
+        // for alerting (labels are prose and may change)
+        let mut details = serde_json::Map::new();
+        for it in collect(&db).await? {
+            details
+                .entry(it.area.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("areas are objects")
+                .insert(it.item, it.value);
+        }
+        doc["details"] = Value::Object(details);
+        app.out.emit(&doc, String::new)?;
+    } else {
+        let mut items = collect(&db).await?;
+        items.extend(run_items(&db, now).await?);
+        if let Some(snap) = &checks {
+            for c in monitoring::checks(snap, &app.config.monitoring) {
+                let verdict = if c.ok { "ok" } else { "FAILING" };
+                items.push(Item::new(
+                    "check",
+                    c.name,
+                    format!("{verdict}: {}", c.message),
+                ));
+            }
+        }
+        app.out.emit(&Value::Null, || table(&items))?;
+    }
+    if failing.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckFailed { failing }.into())
+    }
+}
+
+fn table(items: &[Item]) -> String {
+    let mut t = crate::output::table(["area", "item", "value"]);
+    let mut last = "";
+    for it in items {
+        let area = if it.area == last { "" } else { it.area };
+        last = it.area;
+        let v = match &it.value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n
+                .as_i64()
+                .map(crate::output::num)
+                .unwrap_or_else(|| n.to_string()),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        t.add_row(vec![area.to_string(), it.item.clone(), v]);
+    }
+    t.to_string()
+}
+
+/// The last run and last failure of every job, for the table.
+async fn run_items(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Item>> {
+    if !db.relation_exists("cdpctl", "job_runs").await? {
+        return Ok(Vec::new());
+    }
+    let Some(jobs) = monitoring::guarded(db, || runs::last_runs(db)).await? else {
+        return Ok(vec![Item::new("runs", "run history", monitoring::BUSY)]);
+    };
+    let describe = |r: &runs::Run| {
+        let when = r.finished_at.unwrap_or(r.started_at);
+        let age = (now - when).num_seconds();
+        match (&r.finished_at, &r.error) {
+            (None, _) => format!(
+                "#{} running since {} ({age}s)",
+                r.id,
+                runs::rfc3339(r.started_at)
+            ),
+            (Some(_), Some(e)) => {
+                format!("#{} failed {} ({age}s ago): {e}", r.id, runs::rfc3339(when))
+            }
+            (Some(f), None) => format!(
+                "#{} {} {} ({age}s ago, took {}ms)",
+                r.id,
+                r.outcome,
+                runs::rfc3339(when),
+                (*f - r.started_at).num_milliseconds()
+            ),
+        }
+    };
+    let mut items = Vec::new();
+    for j in &jobs {
+        items.push(Item::new("runs", j.job.clone(), describe(&j.last)));
+        if let Some(f) = j.last_failure.as_ref().filter(|f| f.id != j.last.id) {
+            items.push(Item::new(
+                "runs",
+                format!("{} last failure", j.job),
+                describe(f),
+            ));
+        }
+    }
+    if items.is_empty() {
+        items.push(Item::new("runs", "run history", "no job has run yet"));
+    }
+    Ok(items)
 }
 
 /// Every area's status lines. Areas whose tables do not exist yet are skipped.
@@ -79,14 +185,27 @@ pub async fn collect(db: &Db) -> Result<Vec<Item>> {
         return Ok(items);
     }
     schema::require_schemas(db).await?;
-    items.extend(core(db).await?);
-    items.extend(crate::stitch::status_items(db).await?);
-    items.extend(crate::attrs::status_items(db).await?);
-    items.extend(crate::groups::status_items(db).await?);
-    items.extend(crate::audiences::status_items(db).await?);
-    items.extend(crate::segments::status_items(db).await?);
-    items.extend(crate::history::status_items(db).await?);
-    items.extend(crate::production::status_items(db).await?);
+    // each area waits briefly for a lock a running job holds, then says "busy"
+    macro_rules! area {
+        ($area:literal, $f:path) => {
+            items.extend(match monitoring::guarded(db, || $f(db)).await? {
+                Some(v) => v,
+                None => vec![Item::new(
+                    $area,
+                    "busy",
+                    "locked by a running job; try again",
+                )],
+            })
+        };
+    }
+    area!("events", core);
+    area!("stitching", crate::stitch::status_items);
+    area!("attributes", crate::attrs::status_items);
+    area!("groups", crate::groups::status_items);
+    area!("audience migration", crate::audiences::status_items);
+    area!("segments", crate::segments::status_items);
+    area!("history", crate::history::status_items);
+    area!("production", crate::production::status_items);
     items.extend(jobs(db).await?);
     // one block per area, in pipeline order (unknown areas after, as they come)
     let mut order: Vec<&'static str> = vec![
@@ -124,19 +243,8 @@ pub async fn count(db: &Db, schema_var: &str, table: &str, filter: Option<&str>)
         crate::db::quote_ident(table)
     );
     if filter.is_none() {
-        let est: f32 = db
-            .client
-            .query_one(
-                "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)",
-                &[&qualified],
-            )
-            .await?
-            .get(0);
-        if est > 1_000_000.0 {
-            return Ok(Value::String(format!(
-                "~{}",
-                crate::output::num(est as i64)
-            )));
+        if let Some(est) = monitoring::big_table_estimate(db, &qualified).await? {
+            return Ok(Value::String(format!("~{}", crate::output::num(est))));
         }
     }
     let sql = format!(
@@ -194,32 +302,24 @@ async fn core(db: &Db) -> Result<Vec<Item>> {
 }
 
 async fn jobs(db: &Db) -> Result<Vec<Item>> {
-    let rows = db
-        .client
-        .query(
-            "SELECT application_name, count(*)::bigint,
-                    to_char(min(backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-               FROM pg_stat_activity
-              WHERE application_name LIKE 'cdpctl %' AND pid <> pg_backend_pid()
-                AND datname = current_database()
-              GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await
-        .pg_context(|| "listing running jobs".into())?;
-    if rows.is_empty() {
+    let running = monitoring::running(db).await?;
+    let running = running.as_array().map(Vec::as_slice).unwrap_or_default();
+    if running.is_empty() {
         return Ok(vec![Item::new("jobs", "running cdpctl jobs", "none")]);
     }
-    Ok(rows
+    Ok(running
         .iter()
         .map(|r| {
             Item::new(
                 "jobs",
-                r.get::<_, String>(0),
+                r["application_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 format!(
                     "{} session(s) since {}",
-                    r.get::<_, i64>(1),
-                    r.get::<_, String>(2)
+                    r["sessions"],
+                    r["since"].as_str().unwrap_or("?")
                 ),
             )
         })
