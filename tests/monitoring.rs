@@ -240,6 +240,22 @@ async fn status_check_exit_codes() {
     assert_eq!(out.json()["migrations"]["pending"], json!(["130_job_runs"]));
     assert_eq!(out.json()["migrations"]["unknown"], json!(["999_future"]));
     assert!(out.stderr.contains("run `cdpctl init`"), "{}", out.stderr);
+
+    // init refuses to work on a schema from a newer cdpctl, changing nothing
+    let init = run(t.cli().args(["init"]));
+    assert_eq!(init.code, 1, "{}", init.stdout);
+    assert!(init.stderr.contains("999_future"), "{}", init.stderr);
+    let n: i64 = t
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM cdpctl.schema_migrations WHERE version = '130'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "init applied a migration despite the unknown one");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,6 +16,14 @@ pub struct Args {
 pub async fn run(app: &App, args: Args) -> Result<()> {
     let mut db = app.connect("init").await?;
     db.lock_job("init").await?;
+    let unknown = schema::unknown_applied(&db).await?;
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{} has migration(s) applied that this cdpctl does not ship: {}; it was initialised by a newer cdpctl (run that version, or upgrade this one) — nothing was changed",
+            db.params.dbname(),
+            unknown.join(", ")
+        );
+    }
     let plan = schema::plan(&db).await?;
     let pending: Vec<_> = plan
         .iter()
