@@ -75,3 +75,35 @@ impl StopFlag {
         }
     }
 }
+
+/// Exponential back-off for reconnecting: 1 s, 2 s, 4 s, … at most 30 s.
+#[derive(Debug, Default)]
+pub struct Backoff(u32);
+
+impl Backoff {
+    /// The next wait.
+    pub fn step(&mut self) -> std::time::Duration {
+        let d = std::time::Duration::from_secs((1u64 << self.0.min(5)).min(30));
+        self.0 += 1;
+        d
+    }
+
+    /// After a success: start again at 1 s.
+    pub fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::Backoff;
+
+    #[test]
+    fn doubles_up_to_thirty_seconds_and_resets() {
+        let mut b = Backoff::default();
+        let s: Vec<u64> = (0..8).map(|_| b.step().as_secs()).collect();
+        assert_eq!(s, [1, 2, 4, 8, 16, 30, 30, 30]);
+        b.reset();
+        assert_eq!(b.step().as_secs(), 1);
+    }
+}

@@ -1041,6 +1041,76 @@ async fn watch_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_reconnects_after_its_sessions_are_terminated() {
+    let m = gen_model(6, 30);
+    let s = Setup::new(&m).await;
+    let mut child =
+        s.t.cli()
+            .args([
+                "--format",
+                "json",
+                "calc-audiences",
+                "--watch",
+                "--interval",
+                "200ms",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let c = s.t.client().await;
+    let pending = || async {
+        c.query_one(
+            "SELECT count(*) FROM audience_data.groups WHERE evaluated_hash IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let wait_evaluated = || async {
+        for _ in 0..300 {
+            if pending().await == 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(wait_evaluated().await, "the first round never finished");
+    // kill every session of the watcher, as a server restart would
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend' AND application_name LIKE 'cdpctl%') k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "no session of the watcher found");
+    // work for a later round: only a reconnected watcher can do it
+    c.batch_execute("UPDATE audience_data.groups SET evaluated_hash = NULL")
+        .await
+        .unwrap();
+    let done = wait_evaluated().await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the watcher exited after losing its connection"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        done,
+        "no round after the sessions were terminated: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("connection lost"), "{stderr}");
+}
+
 /// The demo step over the sample CDP, with stitching and attribute
 /// calculation stood in for by plain SQL (one entity per generated customer).
 #[tokio::test(flavor = "multi_thread")]

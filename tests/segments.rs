@@ -1000,6 +1000,67 @@ async fn watch_keeps_flushing_and_stops_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn watch_reconnects_after_its_session_is_terminated() {
+    let t = TestDb::new().await;
+    let c = t.client().await;
+    let mut child = t
+        .cli()
+        .args([
+            "--format",
+            "json",
+            "flush-segment",
+            "--watch",
+            "--interval",
+            "200ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flushed = || async {
+        for _ in 0..300 {
+            if queued(&c).await == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    enqueue(&c, &[Req::new(3, 1, "add")]).await;
+    assert!(flushed().await, "the first request was not flushed");
+    // kill the watcher's session, as a server restart would
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend' AND application_name LIKE 'cdpctl%') k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "no session of the watcher found");
+    enqueue(&c, &[Req::new(3, 2, "add"), Req::new(3, 1, "remove")]).await;
+    let done = flushed().await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the watcher exited after losing its connection"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        done,
+        "nothing flushed after the session was terminated: {stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("connection lost"), "{stderr}");
+    assert_eq!(audience_state(&c).await.len(), 1, "last action per key");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn contact_references_resolve_through_dynamodb() {
     let t = TestDb::new().await;
     let c = t.client().await;

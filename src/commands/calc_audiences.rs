@@ -191,8 +191,25 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
     }
     let stop = crate::signals::StopFlag::install();
     let mut rounds = 0u64;
+    let mut db = db;
+    let mut backoff = crate::signals::Backoff::default();
     while !stop.is_set() {
-        let report = groups::run(&db, &settings, &opts, None).await?;
+        let report = match groups::run(&db, &settings, &opts, None).await {
+            Ok(r) => r,
+            Err(e) if crate::db::is_connection_lost(&db.client, &e) => {
+                // the session (and with it the job lock) is gone: wait,
+                // reconnect, take the lock again and go on
+                if let Some(d) =
+                    super::reconnect(app, "calc-audiences", &stop, &mut backoff, &e).await
+                {
+                    d.lock_job("calc-audiences").await?;
+                    db = d;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        backoff.reset();
         rounds += 1;
         if app.out.json() {
             println!("{}", serde_json::to_string(&report)?);

@@ -56,8 +56,24 @@ pub async fn run(app: &App, args: Args) -> Result<()> {
             .unwrap_or(Duration::from_secs(cfg.interval_seconds));
         let stop = StopFlag::install();
         let mut total = FlushReport::default();
+        let mut db = db;
+        let mut backoff = crate::signals::Backoff::default();
         while !stop.is_set() {
-            let round = flusher.run(&db, &opts, Some(&stop)).await?;
+            let round = match flusher.run(&db, &opts, Some(&stop)).await {
+                Ok(r) => r,
+                Err(e) if crate::db::is_connection_lost(&db.client, &e) => {
+                    // rows the lost session had claimed were never deleted:
+                    // they are still queued; reconnect and go on
+                    if let Some(d) =
+                        super::reconnect(app, "flush-segment", &stop, &mut backoff, &e).await
+                    {
+                        db = d;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            backoff.reset();
             if round.read > 0 || !round.failures.is_empty() {
                 app.out.info(format!(
                     "flushed {} request(s) in {} batch(es) over {} segment(s); {} still queued",

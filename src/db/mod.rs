@@ -902,6 +902,22 @@ pub fn sqlstate(err: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// True when `err` means a session is gone rather than a statement refused:
+/// the connection closed (server restart, network, a terminated backend
+/// noticed while idle), a connection exception (SQLSTATE class 08) or the
+/// server shutting the session down (57P01–57P03). `--watch` loops
+/// reconnect on these and go on.
+pub fn is_connection_lost(client: &Client, err: &anyhow::Error) -> bool {
+    client.is_closed()
+        || err.chain().any(|c| {
+            c.downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|e| e.is_closed())
+        })
+        || sqlstate(err).is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_str(), "57P01" | "57P02" | "57P03")
+        })
+}
+
 /// True for errors worth retrying: lock timeout, deadlock, serialization failure.
 pub fn is_retryable(err: &anyhow::Error) -> bool {
     matches!(sqlstate(err).as_deref(), Some("55P03" | "40P01" | "40001"))
