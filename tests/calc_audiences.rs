@@ -1080,16 +1080,7 @@ async fn watch_reconnects_after_its_sessions_are_terminated() {
     };
     assert!(wait_evaluated().await, "the first round never finished");
     // kill every session of the watcher, as a server restart would
-    let killed: i64 = c
-        .query_one(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                AND backend_type = 'client backend' AND application_name LIKE 'cdpctl%') k",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let killed = common::terminate_cdpctl_sessions(&c).await;
     assert!(killed >= 1, "no session of the watcher found");
     // work for a later round: only a reconnected watcher can do it
     c.batch_execute("UPDATE audience_data.groups SET evaluated_hash = NULL")

@@ -1029,16 +1029,7 @@ async fn watch_reconnects_after_its_session_is_terminated() {
     enqueue(&c, &[Req::new(3, 1, "add")]).await;
     assert!(flushed().await, "the first request was not flushed");
     // kill the watcher's session, as a server restart would
-    let killed: i64 = c
-        .query_one(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                AND backend_type = 'client backend' AND application_name LIKE 'cdpctl%') k",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let killed = common::terminate_cdpctl_sessions(&c).await;
     assert!(killed >= 1, "no session of the watcher found");
     enqueue(&c, &[Req::new(3, 2, "add"), Req::new(3, 1, "remove")]).await;
     let done = flushed().await;

@@ -355,3 +355,18 @@ pub fn pg_block(url: &str) -> serde_json::Value {
         "sslmode": "disable",
     })
 }
+
+/// Terminates every cdpctl session on the current database (as a server
+/// restart would, for the sessions of a running child process); returns how
+/// many there were.
+pub async fn terminate_cdpctl_sessions(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()
+            AND backend_type = 'client backend' AND application_name LIKE 'cdpctl%') k",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
